@@ -1,1 +1,5 @@
-export {};
+// The wire contract shared by the controller, the `weft` CLI and the agent: zod schemas and
+// the types inferred from them. Nothing here may depend on express or Prisma (the agent ships
+// inside the boot images).
+export * from "./errors.js";
+export * from "./api.js";

@@ -1,0 +1,70 @@
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { describe, expect, it } from "vitest";
+import { loadConfig } from "../src/config.js";
+import { WeftError } from "../src/errors.js";
+
+const file = (text: string) => {
+  const f = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "weft-cfg-")), "weft.yaml");
+  fs.writeFileSync(f, text);
+  return f;
+};
+
+describe("configuration precedence", () => {
+  it("uses the defaults when nothing is given", () => {
+    const c = loadConfig({ flags: {}, env: {} });
+    expect(c).toMatchObject({
+      dataDir: "/var/lib/weft",
+      databaseUrl: "file:/var/lib/weft/weft.db",
+      listen: "127.0.0.1:7480",
+      socket: "/run/weft/weft.sock",
+      tokenFile: "/var/lib/weft/admin.token",
+      logLevel: "info",
+    });
+  });
+
+  it("takes a flag over the environment over the file over the default", () => {
+    const f = file("listen: 0.0.0.0:1\nsocket: /f.sock\nlogLevel: warn\ndataDir: /from-file\n");
+    const c = loadConfig({
+      file: f,
+      env: { WEFT_LISTEN: "0.0.0.0:2", WEFT_SOCKET: "/env.sock" },
+      flags: { listen: "0.0.0.0:3", socket: undefined },
+    });
+    expect(c.listen).toBe("0.0.0.0:3");
+    expect(c.socket).toBe("/env.sock");
+    expect(c.logLevel).toBe("warn");
+    expect(c.databaseUrl).toBe("file:/from-file/weft.db");
+  });
+
+  it.each([
+    ["an unknown key in the file", { file: "colour: blue\n" }, "CONFIG_INVALID"],
+    ["a bad listen address", { flags: { listen: "nowhere" } }, "CONFIG_INVALID"],
+    ["a port out of range", { env: { WEFT_LISTEN: "127.0.0.1:70000" } }, "CONFIG_INVALID"],
+    ["a bad log level", { env: { WEFT_LOG_LEVEL: "loud" } }, "CONFIG_INVALID"],
+    ["a file that is not a mapping", { file: "- a\n- b\n" }, "CONFIG_SYNTAX"],
+    ["a file with bad YAML", { file: "a: [\n" }, "CONFIG_SYNTAX"],
+  ])("refuses %s", (_name, input, code) => {
+    const run = () =>
+      loadConfig({
+        flags: (input as { flags?: Record<string, unknown> }).flags ?? {},
+        env: (input as { env?: NodeJS.ProcessEnv }).env ?? {},
+        file:
+          (input as { file?: string }).file === undefined
+            ? undefined
+            : file((input as { file: string }).file),
+      });
+    expect(run).toThrow(WeftError);
+    try {
+      run();
+    } catch (e) {
+      expect((e as WeftError).code).toBe(code);
+    }
+  });
+
+  it("refuses a config file that does not exist", () => {
+    expect(() => loadConfig({ flags: {}, env: {}, file: "/nonexistent/weft.yaml" })).toThrow(
+      /cannot read config file/,
+    );
+  });
+});
