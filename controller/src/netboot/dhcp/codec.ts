@@ -123,7 +123,10 @@ function scanOptions(area: Buffer, parts: Map<number, Buffer[]>, where: string):
 
 export function decode(buf: Buffer): DhcpMessage {
   if (buf.length < OFF_OPTIONS) {
-    throw new DhcpDecodeError("TRUNCATED", `${buf.length} octets, a DHCP message has at least ${OFF_OPTIONS}`);
+    throw new DhcpDecodeError(
+      "TRUNCATED",
+      `${buf.length} octets, a DHCP message has at least ${OFF_OPTIONS}`,
+    );
   }
   if (buf.length > DHCP_MAX_PACKET) {
     throw new DhcpDecodeError("OVERSIZED", `${buf.length} octets, more than ${DHCP_MAX_PACKET}`);

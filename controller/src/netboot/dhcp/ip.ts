@@ -58,7 +58,7 @@ export function parseCidr(cidr: string): Subnet {
 }
 
 export function inSubnet(subnet: Subnet, ip: number): boolean {
-  return ((ip & subnet.mask) >>> 0) === subnet.network;
+  return (ip & subnet.mask) >>> 0 === subnet.network;
 }
 
 /** Lower-case colon-separated MAC from the first hlen bytes of chaddr. */

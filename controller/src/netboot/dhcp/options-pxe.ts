@@ -87,7 +87,9 @@ export function readUserClass(v: Buffer): UserClass {
 
 /** RFC 3004 form for replies or tests. */
 export function writeUserClass(classes: readonly string[]): Buffer {
-  return Buffer.concat(classes.map((c) => Buffer.concat([Buffer.from([c.length]), Buffer.from(c, "latin1")])));
+  return Buffer.concat(
+    classes.map((c) => Buffer.concat([Buffer.from([c.length]), Buffer.from(c, "latin1")])),
+  );
 }
 
 /**
