@@ -3,3 +3,5 @@
 // inside the boot images).
 export * from "./errors.js";
 export * from "./api.js";
+export * from "./images.js";
+export * from "./agent.js";
