@@ -103,7 +103,7 @@ export type Command = z.infer<typeof Command>;
 
 export const HeartbeatResponse = z.object({
   commands: z.array(Command),
-  /** Base interval; the agent waits between 0.3 and 0.6 of it longer or shorter (jitter). */
+  /** Heartbeat interval; agents add random jitter so that many do not beat in step. */
   intervalSeconds: z.number().positive(),
 });
 export type HeartbeatResponse = z.infer<typeof HeartbeatResponse>;
