@@ -1,0 +1,131 @@
+// Builds recipes into the cache: plan (compute the input key), reuse what is cached and
+// intact, otherwise build in a scratch folder and publish artifact then manifest.
+import { appendFileSync } from "node:fs";
+import { mkdir, rename, rm, stat, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { cachePaths, checkCached } from "./core/cache.js";
+import { BuildError } from "./core/errors.js";
+import { LoggedRunner } from "./core/exec.js";
+import { sha256File } from "./core/hash.js";
+import { computeInputKey } from "./core/key.js";
+import { MANIFEST_SCHEMA, manifestFileName, serializeManifest, type ImageManifest } from "./core/manifest.js";
+import { bundleAgent, type AgentBundle } from "./parts/agent-bundle.js";
+import type { Recipe, RecipeContext } from "./recipes/recipe.js";
+
+export interface BuildOptions {
+  readonly cacheDir: string;
+  readonly repoRoot: string;
+  readonly recipesDir: string;
+  readonly recipes: readonly Recipe[];
+  /** Progress lines for a human (stderr). */
+  readonly progress: (line: string) => void;
+  readonly now?: () => number;
+}
+
+export interface RecipeOutcome {
+  readonly recipe: string;
+  readonly status: "cached" | "built" | "failed";
+  readonly seconds: number;
+  readonly manifests: readonly ImageManifest[];
+  readonly reason?: string;
+  readonly error?: BuildError;
+}
+
+export async function buildImages(opts: BuildOptions): Promise<RecipeOutcome[]> {
+  const now = opts.now ?? Date.now;
+  const paths = cachePaths(opts.cacheDir);
+  await mkdir(join(opts.cacheDir, "logs"), { recursive: true });
+  let agent: Promise<AgentBundle> | undefined;
+  const outcomes: RecipeOutcome[] = [];
+
+  for (const recipe of opts.recipes) {
+    const started = now();
+    const logFile = paths.log(recipe.name);
+    await writeFile(logFile, `# weft-images build ${recipe.name} ${new Date(started).toISOString()}\n`);
+    const run = new LoggedRunner(logFile);
+    const workDir = paths.work(recipe.name);
+    let current = "plan";
+    const ctx: RecipeContext = {
+      repoRoot: opts.repoRoot,
+      recipesDir: opts.recipesDir,
+      cacheDir: opts.cacheDir,
+      workDir,
+      run,
+      async step(name, fn) {
+        current = name;
+        const t = now();
+        run.log(`## step: ${name}`);
+        opts.progress(`${recipe.name}: ${name}`);
+        const r = await fn();
+        run.log(`## step done: ${name} (${((now() - t) / 1000).toFixed(1)} s)`);
+        return r;
+      },
+      agent: () => (agent ??= bundleAgent(opts.repoRoot)),
+    };
+    const seconds = (): number => Math.round((now() - started) / 100) / 10;
+    try {
+      const plan = await recipe.plan(ctx);
+      const key = computeInputKey(plan.key);
+      run.log(`# input key ${key}`);
+      const recipeDir = paths.recipeDir(recipe.name);
+      current = "check the cache";
+      const verdict = await checkCached(recipeDir, recipe.artifacts, key);
+      if (verdict.fresh) {
+        opts.progress(`${recipe.name}: cached (key ${key.slice(0, 12)}), ${seconds()} s`);
+        outcomes.push({ recipe: recipe.name, status: "cached", seconds: seconds(), manifests: verdict.manifests });
+        continue;
+      }
+      opts.progress(`${recipe.name}: building (${verdict.reason})`);
+      await rm(workDir, { recursive: true, force: true });
+      await mkdir(workDir, { recursive: true });
+      const built = await plan.build();
+      current = "publish";
+      await mkdir(recipeDir, { recursive: true });
+      const inputs: Record<string, string> = { ...plan.key.extra };
+      for (const [f, d] of Object.entries(plan.key.files)) inputs[`recipe:${f}`] = d;
+      const manifests: ImageManifest[] = [];
+      for (const a of built.artifacts) {
+        const file = `${a.name}.${a.extension}`;
+        const manifestPath = join(recipeDir, manifestFileName(a.name));
+        await rm(manifestPath, { force: true });
+        await rename(a.path, join(recipeDir, file));
+        const st = await stat(join(recipeDir, file));
+        const m: ImageManifest = {
+          schema: MANIFEST_SCHEMA,
+          name: a.name,
+          kind: a.kind,
+          format: a.format,
+          file,
+          size: st.size,
+          sha256: await sha256File(join(recipeDir, file)),
+          recipe: recipe.name,
+          inputKey: key,
+          builtAt: new Date(now()).toISOString(),
+          buildSeconds: seconds(),
+          packages: built.packages ?? plan.key.packages,
+          inputs,
+          details: a.details,
+        };
+        await writeFile(`${manifestPath}.tmp`, serializeManifest(m));
+        await rename(`${manifestPath}.tmp`, manifestPath);
+        manifests.push(m);
+      }
+      await rm(workDir, { recursive: true, force: true });
+      opts.progress(`${recipe.name}: built in ${seconds()} s`);
+      outcomes.push({
+        recipe: recipe.name,
+        status: "built",
+        seconds: seconds(),
+        manifests,
+        reason: verdict.reason,
+      });
+    } catch (err) {
+      const error = new BuildError(recipe.name, current, logFile, err);
+      appendFileSync(logFile, `# FAILED in step "${current}": ${error.message}\n`);
+      if (err instanceof Error && err.stack) appendFileSync(logFile, `${err.stack}\n`);
+      opts.progress(error.message);
+      outcomes.push({ recipe: recipe.name, status: "failed", seconds: seconds(), manifests: [], error });
+    }
+  }
+  return outcomes;
+}
