@@ -18,7 +18,17 @@ import {
   type DhcpMessage,
 } from "./codec.js";
 import { DhcpDecodeError } from "./errors.js";
-import { BROADCAST_IP, formatMac, inSubnet, intToIp, ipToInt, mustIpToInt, parseCidr, ZERO_IP, type Subnet } from "./ip.js";
+import {
+  BROADCAST_IP,
+  formatMac,
+  inSubnet,
+  intToIp,
+  ipToInt,
+  mustIpToInt,
+  parseCidr,
+  ZERO_IP,
+  type Subnet,
+} from "./ip.js";
 import { ownedBy, type ClientKey, type Lease, type LeaseStore } from "./lease-store.js";
 import { noMachineHooks, type MachineHooks } from "./machines.js";
 import { MessageType, messageTypeName, Opt, write } from "./options.js";
@@ -201,7 +211,9 @@ export class DhcpServer {
     if (this.o.mode === "proxy" && this.o.proxyPort !== null) ports.push(this.o.proxyPort ?? 4011);
     for (const port of ports) {
       const sock = dgram.createSocket({ type: "udp4" });
-      sock.on("message", (buf, rinfo) => this.onMessage(sock, buf, { address: rinfo.address, port: rinfo.port, localPort: port }));
+      sock.on("message", (buf, rinfo) =>
+        this.onMessage(sock, buf, { address: rinfo.address, port: rinfo.port, localPort: port }),
+      );
       sock.on("error", (err) => this.o.logger.error({ err, port }, "dhcp socket error"));
       sock.bind({ port, address: this.o.bindAddress ?? "0.0.0.0" });
       await once(sock, "listening");
@@ -209,7 +221,11 @@ export class DhcpServer {
       this.sockets.push(sock);
     }
     this.o.logger.info(
-      { mode: this.o.mode, serverAddress: this.o.serverAddress, ports: this.sockets.map((s) => s.address().port) },
+      {
+        mode: this.o.mode,
+        serverAddress: this.o.serverAddress,
+        ports: this.sockets.map((s) => s.address().port),
+      },
       "dhcp server listening",
     );
   }
@@ -251,7 +267,14 @@ export class DhcpServer {
     } catch (e) {
       if (e instanceof DhcpDecodeError) {
         this.o.logger.warn(
-          { reason: "malformed", code: e.code, option: e.option, detail: e.message, from: from.address, size: buf.length },
+          {
+            reason: "malformed",
+            code: e.code,
+            option: e.option,
+            detail: e.message,
+            from: from.address,
+            size: buf.length,
+          },
           "dhcp packet refused",
         );
         return undefined;
@@ -294,7 +317,8 @@ export class DhcpServer {
     from: PacketSource,
   ): Promise<Reply | Refusal | undefined> {
     if (msg.op !== BOOTREQUEST) return new Refusal("not a BOOTREQUEST", "debug");
-    if (msg.htype !== 1 || msg.hlen !== 6) return new Refusal(`hardware type ${msg.htype}/${msg.hlen} is not Ethernet`);
+    if (msg.htype !== 1 || msg.hlen !== 6)
+      return new Refusal(`hardware type ${msg.htype}/${msg.hlen} is not Ethernet`);
     if (opts.messageType === undefined) return new Refusal("BOOTP request without option 53");
 
     // Which network is this client on (RFC 2131 section 4.3.1: giaddr, else the arrival
@@ -386,7 +410,12 @@ export class DhcpServer {
     if (lease instanceof Refusal) return lease;
     const boot = await this.bootFor(ctx, false);
     ctx.log.info({ ip: lease.ip, boot: boot.kind }, "dhcp offer");
-    return this.reply(ctx, MessageType.Offer, { yiaddr: lease.ip, lease: true, boot, hostname: lease.hostname });
+    return this.reply(ctx, MessageType.Offer, {
+      yiaddr: lease.ip,
+      lease: true,
+      boot,
+      hostname: lease.hostname,
+    });
   }
 
   private leaseFor(ctx: Ctx, ip: string, state: "offered" | "bound", reserved: boolean): Lease {
@@ -421,7 +450,10 @@ export class DhcpServer {
       return got ?? new Refusal(`reserved address ${reservation.ip} is held by another client`, "warn");
     }
     const previous = (await store.findByClient(ctx.client))
-      .filter((l) => l.state !== "declined" && this.inPool(s, ipToInt(l.ip) ?? 0) && inSubnet(s.net, ipToInt(l.ip) ?? 0))
+      .filter(
+        (l) =>
+          l.state !== "declined" && this.inPool(s, ipToInt(l.ip) ?? 0) && inSubnet(s.net, ipToInt(l.ip) ?? 0),
+      )
       .sort((a, b) => b.expiresAt.getTime() - a.expiresAt.getTime());
     for (const l of previous) {
       const got = await this.tryClaim(ctx, mustIpToInt(l.ip));
@@ -462,7 +494,10 @@ export class DhcpServer {
     if (s.pending.has(ip)) return undefined;
     s.pending.add(ip);
     try {
-      const got = await (this.o.leases as LeaseStore).claim(this.leaseFor(ctx, intToIp(ip), "offered", false), ctx.now);
+      const got = await (this.o.leases as LeaseStore).claim(
+        this.leaseFor(ctx, intToIp(ip), "offered", false),
+        ctx.now,
+      );
       s.taken.add(ip);
       return got;
     } finally {
@@ -527,8 +562,11 @@ export class DhcpServer {
     if (!reservation && !this.inPool(ctx.subnet, n)) return this.nak(ctx, `${ip} is not in the pool`);
     const want = this.leaseFor(ctx, ip, "bound", reservation !== undefined);
     const got =
-      (await store.update(ip, ctx.client, { state: "bound", expiresAt: want.expiresAt, hostname: want.hostname })) ??
-      (await store.claim(want, ctx.now));
+      (await store.update(ip, ctx.client, {
+        state: "bound",
+        expiresAt: want.expiresAt,
+        hostname: want.hostname,
+      })) ?? (await store.claim(want, ctx.now));
     if (!got) return this.nak(ctx, `${ip} is held by another client`);
     ctx.subnet.taken.add(n);
     const boot = await this.bootFor(ctx, false);
@@ -540,19 +578,26 @@ export class DhcpServer {
   private async releaseOffer(ctx: Ctx): Promise<void> {
     const store = this.o.leases as LeaseStore;
     for (const l of await store.findByClient(ctx.client)) {
-      if (l.state === "offered") await store.update(l.ip, ctx.client, { state: "expired", expiresAt: ctx.now });
+      if (l.state === "offered")
+        await store.update(l.ip, ctx.client, { state: "expired", expiresAt: ctx.now });
     }
   }
 
   private nak(ctx: Ctx, reason: string): Reply {
     ctx.log.info({ reason }, "dhcp nak");
-    return this.reply(ctx, MessageType.Nak, { yiaddr: ZERO_IP, lease: false, boot: undefined, message: reason });
+    return this.reply(ctx, MessageType.Nak, {
+      yiaddr: ZERO_IP,
+      lease: false,
+      boot: undefined,
+      message: reason,
+    });
   }
 
   /** RFC 2131 section 4.3.3: the address is in use on the wire; keep it out of the pool a while. */
   private async decline(ctx: Ctx): Promise<Refusal | undefined> {
     const { opts } = ctx;
-    if (opts.serverId !== this.o.serverAddress) return new Refusal(`DECLINE for server ${opts.serverId ?? "none"}`);
+    if (opts.serverId !== this.o.serverAddress)
+      return new Refusal(`DECLINE for server ${opts.serverId ?? "none"}`);
     if (opts.requestedIp === undefined) return new Refusal("DECLINE without option 50");
     const until = new Date(ctx.now.getTime() + (this.o.declineHoldSeconds ?? 600) * 1000);
     const ok = await (this.o.leases as LeaseStore).decline(opts.requestedIp, ctx.client, until);
@@ -601,13 +646,19 @@ export class DhcpServer {
     }
     let type: number;
     if (opts.messageType === MessageType.Discover && !onBootPort) type = MessageType.Offer;
-    else if (opts.messageType === MessageType.Request && (onBootPort || opts.serverId === this.o.serverAddress)) {
+    else if (
+      opts.messageType === MessageType.Request &&
+      (onBootPort || opts.serverId === this.o.serverAddress)
+    ) {
       type = MessageType.Ack;
     } else if (opts.messageType === MessageType.Inform && onBootPort) type = MessageType.Ack;
     else return new Refusal("proxy mode: not a DISCOVER, or a REQUEST for this server", "debug");
     const boot = await this.bootFor(ctx, true);
     if (boot.kind === "none") return new Refusal(`proxy mode: ${boot.reason}`);
-    ctx.log.info({ boot: boot.kind, file: boot.bootFile }, type === MessageType.Offer ? "proxydhcp offer" : "proxydhcp ack");
+    ctx.log.info(
+      { boot: boot.kind, file: boot.bootFile },
+      type === MessageType.Offer ? "proxydhcp offer" : "proxydhcp ack",
+    );
     return this.reply(ctx, type, { yiaddr: ZERO_IP, lease: false, boot, proxy: true });
   }
 
