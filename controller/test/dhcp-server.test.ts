@@ -8,7 +8,12 @@ import {
 import { MemoryLeaseStore } from "../src/netboot/dhcp/lease-store.js";
 import type { MachineHooks, PxeClientInfo } from "../src/netboot/dhcp/machines.js";
 import { MessageType, Opt, write } from "../src/netboot/dhcp/options.js";
-import { DhcpServer, type DhcpServerOptions, type Reply } from "../src/netboot/dhcp/server.js";
+import {
+  DhcpServer,
+  type DhcpServerOptions,
+  type PacketSource,
+  type Reply,
+} from "../src/netboot/dhcp/server.js";
 import { clientPacket, fixture, recordingLogger } from "./dhcp-helpers.js";
 
 const SERVER = "10.9.0.1";
@@ -55,7 +60,7 @@ function setup(over: Partial<DhcpServerOptions> = {}) {
 
 const from = { address: "0.0.0.0", port: 68 };
 type R = { reply: Reply; msg: DhcpMessage; opts: ClientOptions };
-async function send(server: DhcpServer, pkt: Buffer, src = from): Promise<R | undefined> {
+async function send(server: DhcpServer, pkt: Buffer, src: PacketSource = from): Promise<R | undefined> {
   const reply = await server.handle(pkt, src);
   if (!reply) return undefined;
   const { msg, opts } = decodeRequest(reply.data);
