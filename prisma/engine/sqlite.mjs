@@ -1,5 +1,5 @@
 // SQLite behind the wasm schema engine, through @prisma/adapter-better-sqlite3.
-import { existsSync, mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, statSync } from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
 import { PrismaBetterSqlite3 } from "@prisma/adapter-better-sqlite3";
@@ -26,6 +26,9 @@ export function sqlitePath(url) {
  */
 function assertSqliteFile(file) {
   if (file === ":memory:" || !existsSync(file)) return;
+  if (statSync(file).isDirectory()) {
+    throw new UserFacingError(null, `${file} is a directory; DATABASE_URL must name a SQLite database file.`);
+  }
   let db;
   try {
     db = new Database(file, { readonly: true, fileMustExist: true });
@@ -182,8 +185,41 @@ export const sqlite = {
       await connection.executeScript(MIGRATIONS_TABLE);
       return engine.markMigrationApplied(params);
     },
+    async markMigrationRolledBack({ engine, connection, params }) {
+      if (await hasMigrationsTable(connection)) return engine.markMigrationRolledBack(params);
+      throw new UserFacingError(
+        "P3011",
+        `Migration ${params.migrationName} cannot be rolled back because it was never applied to the database.`,
+        { migration_name: params.migrationName },
+      );
+    },
+
+    // These two replay the migrations on a shadow database, but this engine build only reaches
+    // the shadow-database factory there once a diagnostic call has used it in the same process
+    // ("SQLite shadow DB must be provided through an external factory"). `migrate dev` on a
+    // fresh database makes no such call first, so make one (in memory, cheap).
+    async evaluateDataLoss({ engine, params }) {
+      await openShadowDatabase(engine, params);
+      return engine.evaluateDataLoss(params);
+    },
+    async createMigration({ engine, params }) {
+      await openShadowDatabase(engine, params);
+      return engine.createMigration(params);
+    },
   },
 };
+
+let shadowOpened = false;
+
+/**
+ * @param {import("@prisma/schema-engine-wasm").SchemaEngine} engine
+ * @param {{ migrationsList: import("@prisma/schema-engine-wasm").MigrationList, filters: import("@prisma/schema-engine-wasm").SchemaFilter }} params
+ */
+async function openShadowDatabase(engine, { migrationsList, filters }) {
+  if (shadowOpened || migrationsList.migrationDirectories.length === 0) return;
+  await engine.diagnoseMigrationHistory({ optInToShadowDatabase: true, migrationsList, filters });
+  shadowOpened = true;
+}
 
 // The migrations table exactly as the engine creates it when it applies migrations.
 const MIGRATIONS_TABLE = `CREATE TABLE IF NOT EXISTS "_prisma_migrations" (
