@@ -99,22 +99,44 @@ export function qemuKvmProbe(run: Runner, options: { kernel?: string; timeoutMs?
   return async () => {
     const timeoutMs = options.timeoutMs ?? 15_000;
     const kernel = options.kernel ?? findStockKernel();
-    const common = ["-accel", "kvm", "-cpu", "max", "-m", "256", "-nodefaults", "-display", "none", "-no-reboot", "-serial", "stdio"];
+    const common = [
+      "-accel",
+      "kvm",
+      "-cpu",
+      "max",
+      "-m",
+      "256",
+      "-nodefaults",
+      "-display",
+      "none",
+      "-no-reboot",
+      "-serial",
+      "stdio",
+    ];
     if (kernel !== undefined) {
-      const r = await run("qemu-system-x86_64", [...common, "-kernel", kernel, "-append", "console=ttyS0 panic=-1 earlyprintk=ttyS0"], {
-        timeoutMs,
-        allowFailure: true,
-      });
+      const r = await run(
+        "qemu-system-x86_64",
+        [...common, "-kernel", kernel, "-append", "console=ttyS0 panic=-1 earlyprintk=ttyS0"],
+        {
+          timeoutMs,
+          allowFailure: true,
+        },
+      );
       const out = `${r.stdout}\n${r.stderr}`;
       if (/Linux version/.test(r.stdout)) return { ok: true, detail: `${kernel} printed its banner` };
       const err = /KVM internal error[^\n]*|failed to[^\n]*|Could not[^\n]*/.exec(out)?.[0];
       return {
         ok: false,
-        detail: r.timedOut ? `${kernel} printed nothing within ${timeoutMs} ms` : `QEMU exited (${r.signal ?? String(r.exitCode)})${err ? `: ${err}` : ""}`,
+        detail: r.timedOut
+          ? `${kernel} printed nothing within ${timeoutMs} ms`
+          : `QEMU exited (${r.signal ?? String(r.exitCode)})${err ? `: ${err}` : ""}`,
       };
     }
     if (existsSync(OVMF)) {
-      const r = await run("qemu-system-x86_64", [...common, "-bios", OVMF], { timeoutMs: Math.min(timeoutMs, 8_000), allowFailure: true });
+      const r = await run("qemu-system-x86_64", [...common, "-bios", OVMF], {
+        timeoutMs: Math.min(timeoutMs, 8_000),
+        allowFailure: true,
+      });
       if (r.timedOut) return { ok: true, detail: "OVMF kept running (no kernel in /boot to probe with)" };
       const err = /KVM internal error[^\n]*|failed to[^\n]*/.exec(`${r.stdout}\n${r.stderr}`)?.[0];
       return { ok: false, detail: `OVMF exited (${r.signal ?? String(r.exitCode)})${err ? `: ${err}` : ""}` };

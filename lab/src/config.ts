@@ -121,17 +121,30 @@ export function libvirtUri(stateDir: string): string {
 /** Refuses names and paths the lab cannot use safely; returns the config unchanged. */
 export function checkConfig(config: LabConfig): LabConfig {
   if (!/^weft[a-z0-9-]{0,27}$/.test(config.netns)) {
-    throw new LabError("LAB_BAD_INPUT", `namespace name "${config.netns}": must start with "weft", lower-case letters, digits and "-", at most 31 characters`);
+    throw new LabError(
+      "LAB_BAD_INPUT",
+      `namespace name "${config.netns}": must start with "weft", lower-case letters, digits and "-", at most 31 characters`,
+    );
   }
   if (!/^weft[a-z0-9]{1,11}$/.test(config.bridge)) {
-    throw new LabError("LAB_BAD_INPUT", `bridge name "${config.bridge}": must start with "weft", letters and digits, at most 15 characters`);
+    throw new LabError(
+      "LAB_BAD_INPUT",
+      `bridge name "${config.bridge}": must start with "weft", letters and digits, at most 15 characters`,
+    );
   }
   if (!path.isAbsolute(config.stateDir)) {
     throw new LabError("LAB_BAD_INPUT", `state directory "${config.stateDir}": must be an absolute path`);
   }
   const dir = path.resolve(config.stateDir);
   // The lab's libvirt daemon sees its own directories mounted over /run and the libvirt paths.
-  for (const hidden of ["/run", "/var/run", "/etc/libvirt", "/var/lib/libvirt", "/var/cache/libvirt", "/var/log/libvirt"]) {
+  for (const hidden of [
+    "/run",
+    "/var/run",
+    "/etc/libvirt",
+    "/var/lib/libvirt",
+    "/var/cache/libvirt",
+    "/var/log/libvirt",
+  ]) {
     if (dir === hidden || dir.startsWith(`${hidden}/`)) {
       throw new LabError("LAB_BAD_INPUT", `state directory "${dir}": must not be under ${hidden}`);
     }
@@ -140,7 +153,10 @@ export function checkConfig(config: LabConfig): LabConfig {
   // Unix socket paths are limited to 107 bytes; the admin socket has the longest name.
   const longest = path.join(dir, "libvirt", "sock", "libvirt-admin-sock");
   if (Buffer.byteLength(longest) > 107) {
-    throw new LabError("LAB_BAD_INPUT", `state directory "${dir}" is too long for the libvirt sockets under it`);
+    throw new LabError(
+      "LAB_BAD_INPUT",
+      `state directory "${dir}" is too long for the libvirt sockets under it`,
+    );
   }
   return { ...config, stateDir: dir };
 }

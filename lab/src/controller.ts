@@ -13,7 +13,8 @@ import { NETWORK, labPaths, type LabConfig } from "./config.js";
 import type { LabSystem } from "./exec.js";
 import { recordProcess, type ProcessRecord } from "./procs.js";
 
-export type ControllerStart = { started: true; process: ProcessRecord; args: string[] } | { started: false; reason: string };
+export type ControllerStart =
+  { started: true; process: ProcessRecord; args: string[] } | { started: false; reason: string };
 
 /** Flags for the controller, keeping only those its --help mentions. */
 export function controllerArgs(config: LabConfig, help: string): string[] {
@@ -27,19 +28,33 @@ export function controllerArgs(config: LabConfig, help: string): string[] {
   return wanted.filter(([flag]) => help.includes(flag)).flat();
 }
 
-export async function startController(sys: LabSystem, config: LabConfig, entry: string): Promise<ControllerStart> {
+export async function startController(
+  sys: LabSystem,
+  config: LabConfig,
+  entry: string,
+): Promise<ControllerStart> {
   if (!existsSync(entry)) {
-    return { started: false, reason: `the controller is not built (${entry} does not exist): skipped; run \`npm run build\` and \`weft-lab up\` again` };
+    return {
+      started: false,
+      reason: `the controller is not built (${entry} does not exist): skipped; run \`npm run build\` and \`weft-lab up\` again`,
+    };
   }
   const help = await sys.run(process.execPath, [entry, "--help"], { timeoutMs: 15_000, allowFailure: true });
   if (help.failed) {
-    return { started: false, reason: `\`node ${entry} --help\` failed (${help.timedOut ? "timed out" : `exit ${String(help.exitCode)}`}): controller skipped` };
+    return {
+      started: false,
+      reason: `\`node ${entry} --help\` failed (${help.timedOut ? "timed out" : `exit ${String(help.exitCode)}`}): controller skipped`,
+    };
   }
   const paths = labPaths(config.stateDir);
   mkdirSync(paths.controllerData, { recursive: true });
   const args = controllerArgs(config, `${help.stdout}\n${help.stderr}`);
   // `ip netns exec` replaces itself with the command, so the PID is the controller's.
-  const pid = await sys.spawnDetached("ip", ["netns", "exec", config.netns, process.execPath, entry, ...args], paths.controllerLog);
+  const pid = await sys.spawnDetached(
+    "ip",
+    ["netns", "exec", config.netns, process.execPath, entry, ...args],
+    paths.controllerLog,
+  );
   await sleep(1_000);
   const rec = recordProcess(pid, "weft-controller");
   if (rec === undefined) {

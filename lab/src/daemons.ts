@@ -64,7 +64,10 @@ export async function startRouterAdvertiser(sys: LabSystem, config: LabConfig): 
   const pid = await waitForPidFile(paths.raPid, 5_000);
   const rec = pid === undefined ? undefined : recordProcess(pid, "dnsmasq (router advertisements)");
   if (rec === undefined) {
-    throw new LabError("LAB_COMMAND_FAILED", `dnsmasq (router advertisements) did not start\n${tail(paths.raLog)}`);
+    throw new LabError(
+      "LAB_COMMAND_FAILED",
+      `dnsmasq (router advertisements) did not start\n${tail(paths.raLog)}`,
+    );
   }
   return rec;
 }
@@ -72,13 +75,17 @@ export async function startRouterAdvertiser(sys: LabSystem, config: LabConfig): 
 /** Answers when the lab's libvirtd accepts connections. */
 export async function libvirtResponds(sys: LabSystem, stateDir: string): Promise<boolean> {
   if (!existsSync(labPaths(stateDir).libvirt.socket)) return false;
-  const r = await sys.run("virsh", ["-c", libvirtUri(stateDir), "version"], { timeoutMs: 10_000, allowFailure: true });
+  const r = await sys.run("virsh", ["-c", libvirtUri(stateDir), "version"], {
+    timeoutMs: 10_000,
+    allowFailure: true,
+  });
   return !r.failed;
 }
 
 function writeLibvirtConfig(stateDir: string): void {
   const lv = labPaths(stateDir).libvirt;
-  for (const d of [lv.etc, `${lv.etc}/qemu`, lv.run, lv.lib, lv.cache, lv.log, lv.sock]) mkdirSync(d, { recursive: true });
+  for (const d of [lv.etc, `${lv.etc}/qemu`, lv.run, lv.lib, lv.cache, lv.log, lv.sock])
+    mkdirSync(d, { recursive: true });
   // Only what differs from libvirt's defaults; the rest of /etc/libvirt is not needed.
   writeFileSync(
     `${lv.etc}/libvirtd.conf`,
@@ -90,10 +97,16 @@ function writeLibvirtConfig(stateDir: string): void {
       "",
     ].join("\n"),
   );
-  writeFileSync(`${lv.etc}/virtlogd.conf`, ["# weft lab: written by weft-lab up", `log_outputs = "3:file:${lv.virtlogdLog}"`, ""].join("\n"));
+  writeFileSync(
+    `${lv.etc}/virtlogd.conf`,
+    ["# weft lab: written by weft-lab up", `log_outputs = "3:file:${lv.virtlogdLog}"`, ""].join("\n"),
+  );
   // QEMU runs as root: the disks and console logs sit in the lab's state directory, which
   // need not be reachable by libvirt's unprivileged user.
-  writeFileSync(`${lv.etc}/qemu.conf`, ["# weft lab: written by weft-lab up", 'user = "root"', 'group = "root"', ""].join("\n"));
+  writeFileSync(
+    `${lv.etc}/qemu.conf`,
+    ["# weft lab: written by weft-lab up", 'user = "root"', 'group = "root"', ""].join("\n"),
+  );
 }
 
 // Runs inside the new mount namespace; positional parameters avoid any quoting of paths.
@@ -108,7 +121,10 @@ const LIBVIRT_START_SCRIPT = [
   'libvirtd -d -p "$7"',
 ].join("\n");
 
-export async function startLibvirt(sys: LabSystem, config: LabConfig): Promise<{ virtlogd: ProcessRecord; libvirtd: ProcessRecord }> {
+export async function startLibvirt(
+  sys: LabSystem,
+  config: LabConfig,
+): Promise<{ virtlogd: ProcessRecord; libvirtd: ProcessRecord }> {
   const lv = labPaths(config.stateDir).libvirt;
   writeLibvirtConfig(config.stateDir);
   for (const f of [lv.libvirtdPid, lv.virtlogdPid]) writeFileSync(f, "");
@@ -140,14 +156,20 @@ export async function startLibvirt(sys: LabSystem, config: LabConfig): Promise<{
   const libvirtd = lpid === undefined ? undefined : recordProcess(lpid, "libvirtd");
   if (virtlogd === undefined || libvirtd === undefined) {
     for (const r of [virtlogd, libvirtd]) if (r !== undefined) await stopProcess(r);
-    throw new LabError("LAB_COMMAND_FAILED", `the lab's libvirt daemons did not start\n${tail(lv.libvirtdLog)}\n${tail(lv.virtlogdLog)}`);
+    throw new LabError(
+      "LAB_COMMAND_FAILED",
+      `the lab's libvirt daemons did not start\n${tail(lv.libvirtdLog)}\n${tail(lv.virtlogdLog)}`,
+    );
   }
   const deadline = Date.now() + 20_000;
   while (!(await libvirtResponds(sys, config.stateDir))) {
     if (Date.now() > deadline) {
       await stopProcess(libvirtd);
       await stopProcess(virtlogd);
-      throw new LabError("LAB_COMMAND_FAILED", `libvirtd (pid ${libvirtd.pid}) does not answer on ${lv.socket}\n${tail(lv.libvirtdLog)}`);
+      throw new LabError(
+        "LAB_COMMAND_FAILED",
+        `libvirtd (pid ${libvirtd.pid}) does not answer on ${lv.socket}\n${tail(lv.libvirtdLog)}`,
+      );
     }
     await sleep(200);
   }

@@ -35,7 +35,10 @@ export interface ServerDomainSpec {
 }
 
 export function xmlEscape(s: string): string {
-  return s.replace(/[<>&'"]/g, (c) => ({ "<": "&lt;", ">": "&gt;", "&": "&amp;", "'": "&apos;", '"': "&quot;" })[c] ?? c);
+  return s.replace(
+    /[<>&'"]/g,
+    (c) => ({ "<": "&lt;", ">": "&gt;", "&": "&amp;", "'": "&apos;", '"': "&quot;" })[c] ?? c,
+  );
 }
 
 export function serverDomainXml(spec: ServerDomainSpec): string {
@@ -53,7 +56,12 @@ export function serverDomainXml(spec: ServerDomainSpec): string {
           `    <bios useserial='yes'/>`,
           `  </os>`,
         ].join("\n")
-      : [`<os>`, `    <type arch='x86_64' machine='pc'>hvm</type>`, `    <bios useserial='yes'/>`, `  </os>`].join("\n");
+      : [
+          `<os>`,
+          `    <type arch='x86_64' machine='pc'>hvm</type>`,
+          `    <bios useserial='yes'/>`,
+          `  </os>`,
+        ].join("\n");
   return `<domain type='${spec.accel === "kvm" ? "kvm" : "qemu"}'>
   <name>${e(spec.name)}</name>
   <uuid>${e(spec.uuid)}</uuid>

@@ -53,9 +53,18 @@ export const execRun: Runner = async (cmd, args, options = {}) => {
     failed: r.failed,
   };
   if (result.failed && options.allowFailure !== true) {
-    const why = result.timedOut ? `timed out after ${options.timeoutMs ?? 60_000} ms` : (result.signal ?? `exit ${String(result.exitCode)}`);
-    const detail = (result.stderr || result.stdout || (r.message ?? "")).trim().split("\n").slice(-5).join("\n");
-    throw new LabError("LAB_COMMAND_FAILED", `${describeCommand(cmd, args)}: ${why}${detail ? `\n${detail}` : ""}`);
+    const why = result.timedOut
+      ? `timed out after ${options.timeoutMs ?? 60_000} ms`
+      : (result.signal ?? `exit ${String(result.exitCode)}`);
+    const detail = (result.stderr || result.stdout || (r.message ?? ""))
+      .trim()
+      .split("\n")
+      .slice(-5)
+      .join("\n");
+    throw new LabError(
+      "LAB_COMMAND_FAILED",
+      `${describeCommand(cmd, args)}: ${why}${detail ? `\n${detail}` : ""}`,
+    );
   }
   return result;
 };
@@ -65,7 +74,11 @@ export const execSpawnDetached: Spawner = async (cmd, args, logFile) => {
   try {
     const child = spawn(cmd, args, { detached: true, stdio: ["ignore", fd, fd] });
     const pid = await new Promise<number>((resolve, reject) => {
-      child.once("error", (err) => reject(new LabError("LAB_COMMAND_FAILED", `${describeCommand(cmd, args)}: ${err.message}`, { cause: err })));
+      child.once("error", (err) =>
+        reject(
+          new LabError("LAB_COMMAND_FAILED", `${describeCommand(cmd, args)}: ${err.message}`, { cause: err }),
+        ),
+      );
       child.once("spawn", () => resolve(child.pid ?? -1));
     });
     child.unref();

@@ -4,8 +4,23 @@
 // the state file records and, for a lab whose state file was lost or never written, what
 // its names and paths identify.
 import { existsSync, readFileSync, readdirSync, rmSync, rmdirSync } from "node:fs";
-import { chooseAccel, kvmDeviceUsable, qemuKvmProbe, type AccelDecision, type AccelProbe, type AccelRequest } from "./accel.js";
-import { checkConfig, labPaths, serverIndex, serverMac, serverName, MAX_SERVERS, type LabConfig } from "./config.js";
+import {
+  chooseAccel,
+  kvmDeviceUsable,
+  qemuKvmProbe,
+  type AccelDecision,
+  type AccelProbe,
+  type AccelRequest,
+} from "./accel.js";
+import {
+  checkConfig,
+  labPaths,
+  serverIndex,
+  serverMac,
+  serverName,
+  MAX_SERVERS,
+  type LabConfig,
+} from "./config.js";
 import { startController, type ControllerStart } from "./controller.js";
 import { libvirtResponds, startLibvirt, startRouterAdvertiser } from "./daemons.js";
 import { LabError } from "./errors.js";
@@ -14,7 +29,14 @@ import { ensureNetwork, netnsExists, removeNetwork } from "./network.js";
 import { checkRoot, checkTools } from "./preflight.js";
 import { findProcesses, isRunning, stopProcess, type ProcessRecord } from "./procs.js";
 import { registerServers } from "./register.js";
-import { destroyServer, ensureServer, listDomains, removeServer, serverPower, type ServerPower } from "./servers.js";
+import {
+  destroyServer,
+  ensureServer,
+  listDomains,
+  removeServer,
+  serverPower,
+  type ServerPower,
+} from "./servers.js";
 import { acquireLock, readState, writeState, type LabState } from "./state.js";
 
 export type UpStep = "network" | "ra" | "libvirt" | "accel" | "servers" | "controller" | "register";
@@ -54,7 +76,8 @@ function running(state: LabState, role: string): ProcessRecord | undefined {
 
 function checkUpOptions(o: UpOptions): void {
   const int = (v: number, lo: number, hi: number, what: string) => {
-    if (!Number.isInteger(v) || v < lo || v > hi) throw new LabError("LAB_BAD_INPUT", `${what} must be a whole number from ${lo} to ${hi} (got ${v})`);
+    if (!Number.isInteger(v) || v < lo || v > hi)
+      throw new LabError("LAB_BAD_INPUT", `${what} must be a whole number from ${lo} to ${hi} (got ${v})`);
   };
   int(o.servers, 1, MAX_SERVERS, "--servers");
   int(o.memoryMiB, 128, 65536, "--memory (MiB)");
@@ -72,9 +95,13 @@ export async function up(sys: LabSystem, rawConfig: LabConfig, opts: UpOptions):
   try {
     const prev = readState(paths.state);
     if (prev !== undefined && (prev.netns !== config.netns || prev.bridge !== config.bridge)) {
-      throw new LabError("LAB_BAD_INPUT", `${config.stateDir} holds the lab "${prev.netns}" (bridge ${prev.bridge}), not "${config.netns}" (bridge ${config.bridge})`, {
-        hint: "use the same names, another --state-dir, or `weft-lab down` first",
-      });
+      throw new LabError(
+        "LAB_BAD_INPUT",
+        `${config.stateDir} holds the lab "${prev.netns}" (bridge ${prev.bridge}), not "${config.netns}" (bridge ${config.bridge})`,
+        {
+          hint: "use the same names, another --state-dir, or `weft-lab down` first",
+        },
+      );
     }
     const state: LabState = prev ?? {
       version: 1,
@@ -109,7 +136,12 @@ export async function up(sys: LabSystem, rawConfig: LabConfig, opts: UpOptions):
     // old one, so they are restarted below.
     const networkCreated = await ensureNetwork(sys, config);
     if (networkCreated) changedStep(`created namespace ${config.netns} and bridge ${config.bridge}`);
-    await step("network", networkCreated ? `namespace ${config.netns}, bridge ${config.bridge}: created` : `namespace ${config.netns}, bridge ${config.bridge}: present`);
+    await step(
+      "network",
+      networkCreated
+        ? `namespace ${config.netns}, bridge ${config.bridge}: created`
+        : `namespace ${config.netns}, bridge ${config.bridge}: present`,
+    );
 
     // 2. Router advertisements.
     let ra = running(state, "ra");
@@ -128,11 +160,16 @@ export async function up(sys: LabSystem, rawConfig: LabConfig, opts: UpOptions):
     // 3. The lab's libvirt daemon.
     let virtlogd = running(state, "virtlogd");
     let libvirtd = running(state, "libvirtd");
-    const healthy = !networkCreated && virtlogd !== undefined && libvirtd !== undefined && (await libvirtResponds(sys, config.stateDir));
+    const healthy =
+      !networkCreated &&
+      virtlogd !== undefined &&
+      libvirtd !== undefined &&
+      (await libvirtResponds(sys, config.stateDir));
     if (!healthy) {
       if (networkCreated && libvirtd !== undefined && (await libvirtResponds(sys, config.stateDir))) {
         // VMs of the old namespace are cut off from the new bridge: power them off.
-        for (const name of await listDomains(sys, config.stateDir)) await destroyServer(sys, config.stateDir, name);
+        for (const name of await listDomains(sys, config.stateDir))
+          await destroyServer(sys, config.stateDir, name);
       }
       for (const rec of [libvirtd, virtlogd]) if (rec !== undefined) await stopProcess(rec);
       await stopLeftovers(config, ["libvirt"]);
@@ -173,7 +210,12 @@ export async function up(sys: LabSystem, rawConfig: LabConfig, opts: UpOptions):
       if (i !== undefined) servers.push({ name: n, mac: serverMac(i) });
     }
     state.servers = servers;
-    Object.assign(state, { memoryMiB: opts.memoryMiB, vcpus: opts.vcpus, diskGiB: opts.diskGiB, firmware: opts.firmware });
+    Object.assign(state, {
+      memoryMiB: opts.memoryMiB,
+      vcpus: opts.vcpus,
+      diskGiB: opts.diskGiB,
+      firmware: opts.firmware,
+    });
     save(state.phase);
     await step("servers", `servers: ${servers.map((s) => s.name).join(", ")}`);
 
@@ -192,7 +234,10 @@ export async function up(sys: LabSystem, rawConfig: LabConfig, opts: UpOptions):
         delete state.processes["controller"];
       }
     }
-    await step("controller", controller.started ? `controller: pid ${controller.process.pid}` : `controller: ${controller.reason}`);
+    await step(
+      "controller",
+      controller.started ? `controller: pid ${controller.process.pid}` : `controller: ${controller.reason}`,
+    );
 
     // 7. Registration (HOOK: see register.ts).
     await registerServers(config, servers);
@@ -216,7 +261,11 @@ type LeftoverKind = "libvirt" | "ra" | "qemu";
 function leftoverProcesses(config: LabConfig, kinds: readonly LeftoverKind[]): ProcessRecord[] {
   const p = labPaths(config.stateDir);
   const marks: Array<[LeftoverKind, RegExp, (a: string) => boolean]> = [
-    ["libvirt", /(^|\/)(libvirtd|virtlogd)$/, (a) => a === p.libvirt.libvirtdPid || a === p.libvirt.virtlogdPid],
+    [
+      "libvirt",
+      /(^|\/)(libvirtd|virtlogd)$/,
+      (a) => a === p.libvirt.libvirtdPid || a === p.libvirt.virtlogdPid,
+    ],
     ["ra", /(^|\/)dnsmasq$/, (a) => a === `--pid-file=${p.raPid}`],
     ["qemu", /(^|\/)qemu-system-[\w-]+$/, (a) => a.includes(`${p.disks}/`)],
   ];
@@ -247,7 +296,8 @@ export async function down(sys: LabSystem, rawConfig: LabConfig, opts: DownOptio
   checkRoot();
   const paths = labPaths(config.stateDir);
   const removed: string[] = [];
-  if (!existsSync(config.stateDir) && !(await netnsExists(sys, config.netns))) return { removed, wasUp: false };
+  if (!existsSync(config.stateDir) && !(await netnsExists(sys, config.netns)))
+    return { removed, wasUp: false };
   const release = acquireLock(paths.lock);
   try {
     let state: LabState | undefined;
@@ -257,12 +307,16 @@ export async function down(sys: LabSystem, rawConfig: LabConfig, opts: DownOptio
       state = undefined; // a corrupt state file: remove by names and paths below
     }
     if (state !== undefined && (state.netns !== config.netns || state.bridge !== config.bridge)) {
-      throw new LabError("LAB_BAD_INPUT", `${config.stateDir} holds the lab "${state.netns}" (bridge ${state.bridge}), not "${config.netns}"`);
+      throw new LabError(
+        "LAB_BAD_INPUT",
+        `${config.stateDir} holds the lab "${state.netns}" (bridge ${state.bridge}), not "${config.netns}"`,
+      );
     }
     const procs = state?.processes ?? {};
 
     // The controller first, so it does not react to servers disappearing.
-    if (procs["controller"] !== undefined && (await stopProcess(procs["controller"]))) removed.push(`controller (pid ${procs["controller"].pid})`);
+    if (procs["controller"] !== undefined && (await stopProcess(procs["controller"])))
+      removed.push(`controller (pid ${procs["controller"].pid})`);
 
     // Domains, while libvirtd still answers: everything defined in the lab's own daemon is the lab's.
     if (await libvirtResponds(sys, config.stateDir)) {
@@ -283,15 +337,21 @@ export async function down(sys: LabSystem, rawConfig: LabConfig, opts: DownOptio
     if (existsSync(config.stateDir)) {
       for (const entry of readdirSync(config.stateDir)) {
         const full = `${config.stateDir}/${entry}`;
-        if (full === paths.lock || keep.has(full) || (!opts.purge && entry.endsWith(".console.log"))) continue;
+        if (full === paths.lock || keep.has(full) || (!opts.purge && entry.endsWith(".console.log")))
+          continue;
         if (!opts.purge && entry === "libvirt") {
           // keep the daemons' own logs, drop the rest of the daemon's tree
-          for (const sub of readdirSync(full)) if (!sub.endsWith(".log")) rmSync(`${full}/${sub}`, { recursive: true, force: true });
+          for (const sub of readdirSync(full))
+            if (!sub.endsWith(".log")) rmSync(`${full}/${sub}`, { recursive: true, force: true });
           continue;
         }
         rmSync(full, { recursive: true, force: true });
       }
-      removed.push(opts.purge ? `state directory ${config.stateDir}` : `state in ${config.stateDir} (logs and accelerator cache kept)`);
+      removed.push(
+        opts.purge
+          ? `state directory ${config.stateDir}`
+          : `state in ${config.stateDir} (logs and accelerator cache kept)`,
+      );
     }
     return { removed, wasUp: state !== undefined };
   } finally {
@@ -326,18 +386,31 @@ export interface LabStatus {
   servers: ServerStatus[];
 }
 
-/** Strips terminal escapes and carriage returns from firmware output. */
+/** Replays carriage returns and backspaces on one line, as a terminal would show it. */
+function renderLine(line: string): string {
+  const cells: string[] = [];
+  let cursor = 0;
+  for (const ch of line) {
+    if (ch === "\b") cursor = Math.max(0, cursor - 1);
+    else if (ch === "\r") cursor = 0;
+    else cells[cursor++] = ch;
+  }
+  return Array.from(cells, (c) => c ?? " ")
+    .join("")
+    .trimEnd();
+}
+
+/** Firmware output as text: terminal escapes removed, backspaces and carriage returns applied. */
 export function cleanConsole(text: string): string {
-  return (
-    text
-      // eslint-disable-next-line no-control-regex
-      .replace(/\x1b\[[0-9;?]*[ -/]*[@-~]/g, "")
-      // eslint-disable-next-line no-control-regex
-      .replace(/\x1b[()][A-Za-z0-9]|\x1bc|\x1b[=>]/g, "")
-      .replace(/\r\n?/g, "\n")
-      // eslint-disable-next-line no-control-regex
-      .replace(/[\x00-\x08\x0b-\x1f\x7f]/g, "")
-  );
+  const plain = text
+    // eslint-disable-next-line no-control-regex
+    .replace(/\x1b\[[0-9;?]*[ -/]*[@-~]/g, "")
+    // eslint-disable-next-line no-control-regex
+    .replace(/\x1b[()][A-Za-z0-9]|\x1bc|\x1b[=>]/g, "")
+    .replace(/\r\n/g, "\n")
+    // eslint-disable-next-line no-control-regex
+    .replace(/[\x00-\x07\x0b\x0c\x0e-\x1f\x7f]/g, "");
+  return plain.split("\n").map(renderLine).join("\n");
 }
 
 export function consoleTail(file: string, lines: number): string[] {
@@ -369,7 +442,8 @@ export async function status(sys: LabSystem, rawConfig: LabConfig, consoleLines 
     });
   }
   const processes: LabStatus["processes"] = {};
-  for (const [role, rec] of Object.entries(state?.processes ?? {})) processes[role] = { pid: rec.pid, running: isRunning(rec) };
+  for (const [role, rec] of Object.entries(state?.processes ?? {}))
+    processes[role] = { pid: rec.pid, running: isRunning(rec) };
   return {
     netns: config.netns,
     bridge: config.bridge,
@@ -389,7 +463,10 @@ export function consoleFile(rawConfig: LabConfig, name: string): string {
   const config = checkConfig(rawConfig);
   const paths = labPaths(config.stateDir);
   const state = readState(paths.state);
-  if (state === undefined) throw new LabError("LAB_NOT_UP", `no lab in ${config.stateDir}`, { hint: "start one with `weft-lab up`" });
+  if (state === undefined)
+    throw new LabError("LAB_NOT_UP", `no lab in ${config.stateDir}`, {
+      hint: "start one with `weft-lab up`",
+    });
   if (!state.servers.some((s) => s.name === name)) {
     throw new LabError("LAB_UNKNOWN_SERVER", `no server "${name}" in this lab`, {
       hint: `servers: ${state.servers.map((s) => s.name).join(", ") || "none"}`,

@@ -20,7 +20,9 @@ function int(value: string): number {
 }
 
 const program = new Command("weft-lab")
-  .description("The Weft virtual lab: a network namespace with a provisioning bridge, a libvirt daemon and VM servers")
+  .description(
+    "The Weft virtual lab: a network namespace with a provisioning bridge, a libvirt daemon and VM servers",
+  )
   .option("--state-dir <dir>", `lab state directory (env WEFT_LAB_DIR, default ${DEFAULT_STATE_DIR})`)
   .option("--netns <name>", "network namespace name", DEFAULT_CONFIG.netns)
   .option("--bridge <name>", "provisioning bridge name", DEFAULT_CONFIG.bridge)
@@ -29,7 +31,11 @@ const program = new Command("weft-lab")
 
 function labConfig(): LabConfig {
   const g = program.opts<{ stateDir?: string; netns: string; bridge: string }>();
-  return { stateDir: g.stateDir ?? process.env["WEFT_LAB_DIR"] ?? DEFAULT_STATE_DIR, netns: g.netns, bridge: g.bridge };
+  return {
+    stateDir: g.stateDir ?? process.env["WEFT_LAB_DIR"] ?? DEFAULT_STATE_DIR,
+    netns: g.netns,
+    bridge: g.bridge,
+  };
 }
 
 program
@@ -39,20 +45,38 @@ program
   .option("--memory <MiB>", "memory per server", int, 1024)
   .option("--cpus <n>", "vCPUs per server", int, 1)
   .option("--disk-size <GiB>", "blank disk per server (sparse qcow2)", int, 8)
-  .addOption(new Option("--accel <accel>", "accelerator: auto probes KVM with a stock guest").choices(["auto", "kvm", "tcg"]).default("auto"))
+  .addOption(
+    new Option("--accel <accel>", "accelerator: auto probes KVM with a stock guest")
+      .choices(["auto", "kvm", "tcg"])
+      .default("auto"),
+  )
   .addOption(new Option("--firmware <fw>", "server firmware").choices(["bios", "uefi"]).default("bios"))
-  .option("--controller <path>", "controller entry to start in the namespace", fileURLToPath(new URL("../../controller/dist/main.js", import.meta.url)))
-  .action(async (o: { servers: number; memory: number; cpus: number; diskSize: number; accel: AccelRequest; firmware: "bios" | "uefi"; controller: string }) => {
-    await runUp(realSystem, labConfig(), {
-      servers: o.servers,
-      memoryMiB: o.memory,
-      vcpus: o.cpus,
-      diskGiB: o.diskSize,
-      accel: o.accel,
-      firmware: o.firmware,
-      controllerEntry: o.controller,
-    });
-  });
+  .option(
+    "--controller <path>",
+    "controller entry to start in the namespace",
+    fileURLToPath(new URL("../../controller/dist/main.js", import.meta.url)),
+  )
+  .action(
+    async (o: {
+      servers: number;
+      memory: number;
+      cpus: number;
+      diskSize: number;
+      accel: AccelRequest;
+      firmware: "bios" | "uefi";
+      controller: string;
+    }) => {
+      await runUp(realSystem, labConfig(), {
+        servers: o.servers,
+        memoryMiB: o.memory,
+        vcpus: o.cpus,
+        diskGiB: o.diskSize,
+        accel: o.accel,
+        firmware: o.firmware,
+        controllerEntry: o.controller,
+      });
+    },
+  );
 
 program
   .command("down")

@@ -29,12 +29,42 @@ export async function ensureNetwork(sys: LabSystem, config: LabConfig): Promise<
   await sys.run("ip", ["-n", netns, "link", "set", "lo", "up"]);
   if (!(await linkExists(sys, netns, bridge))) {
     // STP off (the default) so ports forward at once; a fixed MAC so it does not change as VMs come and go.
-    await sys.run("ip", ["-n", netns, "link", "add", bridge, "address", NETWORK.bridgeMac, "type", "bridge", "stp_state", "0"]);
+    await sys.run("ip", [
+      "-n",
+      netns,
+      "link",
+      "add",
+      bridge,
+      "address",
+      NETWORK.bridgeMac,
+      "type",
+      "bridge",
+      "stp_state",
+      "0",
+    ]);
     created = true;
   }
-  await sys.run("ip", ["-n", netns, "addr", "replace", `${NETWORK.ipv4}/${NETWORK.ipv4Prefix}`, "dev", bridge]);
+  await sys.run("ip", [
+    "-n",
+    netns,
+    "addr",
+    "replace",
+    `${NETWORK.ipv4}/${NETWORK.ipv4Prefix}`,
+    "dev",
+    bridge,
+  ]);
   // nodad: usable at once; the router advertisements need the address.
-  await sys.run("ip", ["-n", netns, "-6", "addr", "replace", `${NETWORK.ipv6}/${NETWORK.ipv6Prefix}`, "dev", bridge, "nodad"]);
+  await sys.run("ip", [
+    "-n",
+    netns,
+    "-6",
+    "addr",
+    "replace",
+    `${NETWORK.ipv6}/${NETWORK.ipv6Prefix}`,
+    "dev",
+    bridge,
+    "nodad",
+  ]);
   await sys.run("ip", ["-n", netns, "link", "set", bridge, "up"]);
   await sys.run("ip", ["-n", netns, "route", "replace", "255.255.255.255/32", "dev", bridge]);
   return created;

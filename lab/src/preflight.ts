@@ -16,7 +16,14 @@ export const REQUIRED_TOOLS: ReadonlyArray<{ tool: string; pkg: string }> = [
 ];
 
 export function findInPath(tool: string, pathVar = process.env["PATH"] ?? ""): string | undefined {
-  const dirs = [...pathVar.split(":").filter((d) => d !== ""), "/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/bin", "/bin"];
+  const dirs = [
+    ...pathVar.split(":").filter((d) => d !== ""),
+    "/usr/local/sbin",
+    "/usr/sbin",
+    "/sbin",
+    "/usr/bin",
+    "/bin",
+  ];
   for (const dir of dirs) {
     const p = path.join(dir, tool);
     try {
@@ -41,6 +48,9 @@ export function checkTools(find: (tool: string) => string | undefined = (t) => f
 
 export function checkRoot(uid = process.getuid?.() ?? -1): void {
   if (uid !== 0) {
-    throw new LabError("LAB_BAD_INPUT", "the lab creates network namespaces and starts libvirtd: run weft-lab as root");
+    throw new LabError(
+      "LAB_BAD_INPUT",
+      "the lab creates network namespaces and starts libvirtd: run weft-lab as root",
+    );
   }
 }

@@ -26,7 +26,9 @@ export function readProc(pid: number, procRoot = "/proc"): ProcInfo | undefined 
     const startTime = rest[19] ?? "";
     let argv: string[] = [];
     try {
-      argv = readFileSync(`${procRoot}/${pid}/cmdline`, "utf8").split("\0").filter((a) => a !== "");
+      argv = readFileSync(`${procRoot}/${pid}/cmdline`, "utf8")
+        .split("\0")
+        .filter((a) => a !== "");
     } catch {
       // a process may end between the two reads
     }

@@ -14,12 +14,22 @@ export interface ServerRegistration {
   power: { driver: "libvirt"; params: { uri: string; domain: string } };
 }
 
-export function serverRegistrations(config: LabConfig, servers: ReadonlyArray<{ name: string; mac: string }>): ServerRegistration[] {
+export function serverRegistrations(
+  config: LabConfig,
+  servers: ReadonlyArray<{ name: string; mac: string }>,
+): ServerRegistration[] {
   const uri = libvirtUri(config.stateDir);
-  return servers.map((s) => ({ name: s.name, mac: s.mac, power: { driver: "libvirt", params: { uri, domain: s.name } } }));
+  return servers.map((s) => ({
+    name: s.name,
+    mac: s.mac,
+    power: { driver: "libvirt", params: { uri, domain: s.name } },
+  }));
 }
 
-export async function registerServers(config: LabConfig, servers: ReadonlyArray<{ name: string; mac: string }>): Promise<ServerRegistration[]> {
+export async function registerServers(
+  config: LabConfig,
+  servers: ReadonlyArray<{ name: string; mac: string }>,
+): Promise<ServerRegistration[]> {
   const regs = serverRegistrations(config, servers);
   writeFileAtomic(labPaths(config.stateDir).servers, `${JSON.stringify({ servers: regs }, null, 2)}\n`);
   return regs;

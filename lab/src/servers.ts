@@ -29,7 +29,13 @@ export async function listDomains(sys: LabSystem, stateDir: string): Promise<str
 }
 
 /** Creates the server's disk if missing and (re)defines its domain. Returns whether the domain is new. */
-export async function ensureServer(sys: LabSystem, config: LabConfig, index: number, opts: ServerOptions, existing: readonly string[]): Promise<boolean> {
+export async function ensureServer(
+  sys: LabSystem,
+  config: LabConfig,
+  index: number,
+  opts: ServerOptions,
+  existing: readonly string[],
+): Promise<boolean> {
   const paths = labPaths(config.stateDir);
   const name = serverName(index);
   mkdirSync(paths.disks, { recursive: true });
@@ -79,7 +85,8 @@ export async function serverPower(sys: LabSystem, stateDir: string, name: string
   const r = await virsh(sys, stateDir, ["domstate", name], true);
   if (r.failed) return "unknown";
   const s = r.stdout.trim();
-  if (s === "running" || s === "paused" || s === "in shutdown" || s === "blocked" || s === "pmsuspended") return "on";
+  if (s === "running" || s === "paused" || s === "in shutdown" || s === "blocked" || s === "pmsuspended")
+    return "on";
   if (s === "shut off" || s === "crashed") return "off";
   return "unknown";
 }

@@ -1,7 +1,16 @@
 // The lab's bookkeeping: lab.json in the state directory records what `up` built and which
 // processes it started, so `down` can remove exactly that and a half-built lab can be
 // repaired or removed. Written atomically (temporary file + rename).
-import { closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
 import path from "node:path";
 import { z } from "zod";
 import { LabError } from "./errors.js";
@@ -44,11 +53,16 @@ export function readState(file: string): LabState | undefined {
   try {
     json = JSON.parse(text);
   } catch (err) {
-    throw new LabError("LAB_STATE_CORRUPT", `${file}: not JSON`, { cause: err, hint: "remove the lab with `weft-lab down`" });
+    throw new LabError("LAB_STATE_CORRUPT", `${file}: not JSON`, {
+      cause: err,
+      hint: "remove the lab with `weft-lab down`",
+    });
   }
   const r = labStateSchema.safeParse(json);
   if (!r.success) {
-    throw new LabError("LAB_STATE_CORRUPT", `${file}: ${z.prettifyError(r.error)}`, { hint: "remove the lab with `weft-lab down`" });
+    throw new LabError("LAB_STATE_CORRUPT", `${file}: ${z.prettifyError(r.error)}`, {
+      hint: "remove the lab with `weft-lab down`",
+    });
   }
   return r.data;
 }

@@ -4,7 +4,11 @@ import type { LabConfig } from "../config.js";
 import { cleanConsole, consoleFile, consoleTail } from "../lab.js";
 
 /** Prints the last lines of a server's console; with follow, keeps printing until the signal aborts. */
-export async function runConsole(config: LabConfig, name: string, opts: { follow: boolean; lines: number; signal?: AbortSignal }): Promise<void> {
+export async function runConsole(
+  config: LabConfig,
+  name: string,
+  opts: { follow: boolean; lines: number; signal?: AbortSignal },
+): Promise<void> {
   const file = consoleFile(config, name);
   for (const line of consoleTail(file, opts.lines)) console.log(line);
   if (!opts.follow) return;

@@ -7,7 +7,9 @@ export function formatStatus(s: LabStatus): string {
   const procs = Object.entries(s.processes)
     .map(([role, p]) => `${role} ${p.pid}${p.running ? "" : " (not running)"}`)
     .join(", ");
-  out.push(`lab ${s.netns}: ${s.phase}; bridge ${s.bridge}; namespace ${s.namespacePresent ? "present" : "absent"}; accelerator ${s.accel ?? "-"}`);
+  out.push(
+    `lab ${s.netns}: ${s.phase}; bridge ${s.bridge}; namespace ${s.namespacePresent ? "present" : "absent"}; accelerator ${s.accel ?? "-"}`,
+  );
   out.push(`libvirt ${s.libvirtResponds ? "answers" : "does not answer"} at ${s.libvirtUri}`);
   if (procs !== "") out.push(`processes: ${procs}`);
   if (s.servers.length > 0) {
@@ -23,7 +25,12 @@ export function formatStatus(s: LabStatus): string {
   return out.join("\n");
 }
 
-export async function runStatus(sys: LabSystem, config: LabConfig, output: "table" | "json", lines: number): Promise<void> {
+export async function runStatus(
+  sys: LabSystem,
+  config: LabConfig,
+  output: "table" | "json",
+  lines: number,
+): Promise<void> {
   const s = await status(sys, config, lines);
   console.log(output === "json" ? JSON.stringify(s, null, 2) : formatStatus(s));
 }

@@ -1,0 +1,124 @@
+import { describe, expect, it } from "vitest";
+import { checkConfig, labPaths, libvirtUri, serverIndex, serverMac, serverName } from "../src/config.js";
+import { controllerArgs } from "../src/controller.js";
+import { cleanConsole } from "../src/lab.js";
+import { checkTools } from "../src/preflight.js";
+import { serverRegistrations } from "../src/register.js";
+
+const config = { stateDir: "/var/lib/weft-lab", netns: "weft-lab", bridge: "weftbr0" };
+
+describe("server names and MACs", () => {
+  it.each([
+    [1, "srv1", "52:54:00:77:00:01"],
+    [9, "srv9", "52:54:00:77:00:09"],
+    [10, "srv10", "52:54:00:77:00:0a"],
+    [99, "srv99", "52:54:00:77:00:63"],
+  ])("server %i is %s with MAC %s", (i, name, mac) => {
+    expect(serverName(i)).toBe(name);
+    expect(serverMac(i)).toBe(mac);
+    expect(serverIndex(name)).toBe(i);
+  });
+
+  it.each(["srv0", "srv01", "srv100", "server1", "srv1 ", "", "SRV1"])(
+    "does not take %j for a server name",
+    (name) => {
+      expect(serverIndex(name)).toBeUndefined();
+    },
+  );
+});
+
+describe("lab configuration", () => {
+  it("accepts the defaults and a test lab", () => {
+    expect(checkConfig(config)).toEqual(config);
+    expect(
+      checkConfig({ stateDir: "/tmp/weft-labtest-1/", netns: "weft-labtest", bridge: "weftbrt0" }).stateDir,
+    ).toBe("/tmp/weft-labtest-1");
+  });
+
+  it.each([
+    ["a namespace not starting with weft", { netns: "lab" }],
+    ["a bridge not starting with weft", { bridge: "br0" }],
+    ["a bridge name longer than 15 characters", { bridge: "weftbr0123456789" }],
+    ["a relative state directory", { stateDir: "lab" }],
+    ["a state directory under /run", { stateDir: "/run/weft-lab" }],
+    ["a state directory under /var/lib/libvirt", { stateDir: "/var/lib/libvirt/weft" }],
+    ["a state directory too long for sockets", { stateDir: `/tmp/${"x".repeat(90)}` }],
+  ])("refuses %s", (_, change) => {
+    expect(() => checkConfig({ ...config, ...change })).toThrowError(
+      expect.objectContaining({ code: "LAB_BAD_INPUT" }),
+    );
+  });
+
+  it("keeps every lab file inside the state directory", () => {
+    const p = labPaths("/srv/lab");
+    const all = [
+      p.state,
+      p.accel,
+      p.servers,
+      p.libvirt.socket,
+      p.controllerSocket,
+      p.disk("srv1"),
+      p.console("srv1"),
+    ];
+    for (const f of all) expect(f.startsWith("/srv/lab/")).toBe(true);
+    expect(p.console("srv3")).toBe("/srv/lab/srv3.console.log");
+    expect(libvirtUri("/srv/lab")).toBe("qemu:///system?socket=/srv/lab/libvirt/sock/libvirt-sock");
+  });
+});
+
+describe("preflight", () => {
+  it("names the Debian packages that bring the missing tools", () => {
+    const present = new Set(["ip", "nsenter", "unshare", "qemu-img", "dnsmasq"]);
+    let err: unknown;
+    try {
+      checkTools((t) => (present.has(t) ? `/usr/bin/${t}` : undefined));
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toMatchObject({ code: "LAB_MISSING_TOOL" });
+    expect((err as { hint: string }).hint).toBe(
+      "install the Debian packages: apt-get install qemu-system-x86 libvirt-daemon-system libvirt-clients",
+    );
+  });
+
+  it("passes when everything is there", () => {
+    expect(() => checkTools((t) => `/usr/bin/${t}`)).not.toThrow();
+  });
+});
+
+describe("console cleaning", () => {
+  it("removes terminal escapes and applies backspaces and carriage returns", () => {
+    const raw = `\x1bc\x1b[?7l\x1b[2J\x1b[0mSeaBIOS (version 1.16.2)\r\nWait...${"\b \b".repeat(7)}net0: up\r\nConfiguring\r ok\r\n`;
+    expect(cleanConsole(raw)).toBe("SeaBIOS (version 1.16.2)\nnet0: up\n okfiguring\n");
+  });
+});
+
+describe("controller hook", () => {
+  it("passes only the flags the controller's help lists", () => {
+    expect(controllerArgs(config, "  --data-dir <dir>\n  --socket <path>\n")).toEqual([
+      "--data-dir",
+      "/var/lib/weft-lab/controller",
+      "--socket",
+      "/var/lib/weft-lab/controller.sock",
+    ]);
+    expect(controllerArgs(config, "--dhcp-interface <if>")).toEqual(["--dhcp-interface", "weftbr0"]);
+  });
+});
+
+describe("server registrations", () => {
+  it("name the libvirt power driver with the lab's URI and the domain", () => {
+    expect(serverRegistrations(config, [{ name: "srv1", mac: "52:54:00:77:00:01" }])).toEqual([
+      {
+        name: "srv1",
+        mac: "52:54:00:77:00:01",
+        power: {
+          driver: "libvirt",
+          params: {
+            uri: "qemu:///system?socket=/var/lib/weft-lab/libvirt/sock/libvirt-sock",
+            domain: "srv1",
+          },
+        },
+      },
+    ]);
+  });
+});
