@@ -23,12 +23,43 @@ export const ConfigSchema = z
     /** Where the first start writes the admin token (mode 0600). */
     tokenFile: z.string().min(1).optional(),
     logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
+    /** Where imported images are kept (default <dataDir>/images). */
+    imagesDir: z.string().min(1).optional(),
+    /** The URL machines use to reach this controller (boot scripts, images, agent API). */
+    bootUrl: z.string().url().optional(),
+    /** Debian's iPXE binaries (undionly.kpxe, ipxe.efi, snponly.efi). */
+    ipxeDir: z.string().min(1).default("/usr/lib/ipxe"),
+    /**
+     * The controller's address on the provisioning network. Netboot (DHCP, TFTP) runs only
+     * when it is set: the embedded default answers no one's DHCP.
+     */
+    netbootAddress: z.ipv4().optional(),
+    /** full: addresses and boot options; proxy: boot options beside another DHCP server. */
+    dhcpMode: z.enum(["full", "proxy", "off"]).default("full"),
+    /** The provisioning subnet, e.g. 10.77.0.0/24. */
+    dhcpSubnet: z.cidrv4().optional(),
+    /** Dynamic pool, FIRST-LAST. */
+    dhcpRange: z
+      .string()
+      .regex(/^\d+\.\d+\.\d+\.\d+-\d+\.\d+\.\d+\.\d+$/, "expected FIRST-LAST addresses")
+      .optional(),
+    dhcpRouter: z.ipv4().optional(),
+    dhcpLeaseSeconds: z.coerce.number().int().min(60).max(604800).default(3600),
+    dhcpPort: z.coerce.number().int().min(1).max(65535).default(67),
+    tftpPort: z.coerce.number().int().min(0).max(65535).default(69),
+    /** Kernel arguments for the maintenance OS besides Weft's own. */
+    maintenanceCmdline: z.string().default("console=ttyS0,115200 quiet"),
   })
   .strict();
 
-export type Config = Omit<z.infer<typeof ConfigSchema>, "databaseUrl" | "tokenFile"> & {
+export type Config = Omit<
+  z.infer<typeof ConfigSchema>,
+  "databaseUrl" | "tokenFile" | "imagesDir" | "bootUrl"
+> & {
   databaseUrl: string;
   tokenFile: string;
+  imagesDir: string;
+  bootUrl: string;
 };
 
 /** Config keys and the environment variable that sets each. */
@@ -39,6 +70,17 @@ const envNames: Record<string, keyof z.infer<typeof ConfigSchema>> = {
   WEFT_SOCKET: "socket",
   WEFT_TOKEN_FILE: "tokenFile",
   WEFT_LOG_LEVEL: "logLevel",
+  WEFT_IMAGES_DIR: "imagesDir",
+  WEFT_BOOT_URL: "bootUrl",
+  WEFT_IPXE_DIR: "ipxeDir",
+  WEFT_NETBOOT_ADDRESS: "netbootAddress",
+  WEFT_DHCP_MODE: "dhcpMode",
+  WEFT_DHCP_SUBNET: "dhcpSubnet",
+  WEFT_DHCP_RANGE: "dhcpRange",
+  WEFT_DHCP_ROUTER: "dhcpRouter",
+  WEFT_DHCP_LEASE_SECONDS: "dhcpLeaseSeconds",
+  WEFT_DHCP_PORT: "dhcpPort",
+  WEFT_TFTP_PORT: "tftpPort",
 };
 
 export function readConfigFile(file: string): Record<string, unknown> {
@@ -82,11 +124,24 @@ export function loadConfig(opts: {
     });
   }
   const c = parsed.data;
+  if (c.netbootAddress && c.dhcpMode === "full" && (!c.dhcpSubnet || !c.dhcpRange)) {
+    throw new WeftError("invalid_request", "CONFIG_INVALID", "full DHCP needs dhcpSubnet and dhcpRange", {
+      details: [{ path: "dhcpRange", message: "required with dhcpMode full" }],
+    });
+  }
   const dataDir = path.resolve(c.dataDir);
   return {
     ...c,
     dataDir,
     databaseUrl: c.databaseUrl ?? `file:${path.join(dataDir, "weft.db")}`,
     tokenFile: c.tokenFile ?? path.join(dataDir, "admin.token"),
+    imagesDir: path.resolve(c.imagesDir ?? path.join(dataDir, "images")),
+    // Machines reach the API on the provisioning address, at the API's port.
+    bootUrl: (
+      c.bootUrl ??
+      (c.netbootAddress
+        ? `http://${c.netbootAddress}:${c.listen.slice(c.listen.lastIndexOf(":") + 1)}`
+        : `http://${c.listen}`)
+    ).replace(/\/+$/, ""),
   };
 }

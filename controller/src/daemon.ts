@@ -15,6 +15,16 @@ import { defaultMigrationsDir, openDb, type Db } from "./store/db.js";
 import { migrateSqlite } from "./store/migrate.js";
 import { Store } from "./store/store.js";
 import { VERSION } from "./version.js";
+import { Images } from "./images/images.js";
+import { Agents } from "./machines/agents.js";
+import { Lifecycle } from "./machines/lifecycle.js";
+import { startNetboot } from "./netboot/services.js";
+import { PowerDriverRegistry } from "./power/driver.js";
+import { LibvirtPowerDriver } from "./power/libvirt.js";
+
+function defaultPowerDrivers(): PowerDriverRegistry {
+  return new PowerDriverRegistry([new LibvirtPowerDriver()]);
+}
 
 export interface Daemon {
   readonly listeners: string[];
@@ -25,6 +35,8 @@ export interface Daemon {
 
 export interface DaemonOptions {
   migrationsDir?: string;
+  /** Power drivers by name; default: libvirt. */
+  power?: PowerDriverRegistry;
   rotateAdminToken?: boolean;
 }
 
@@ -45,10 +57,15 @@ export async function startDaemon(config: Config, log: Logger, opts: DaemonOptio
       await ensureAdminToken(db, store, config.tokenFile, log);
     }
 
+    const lifecycle = new Lifecycle(db, store, log);
     const abort = new AbortController();
     const ctx: ApiContext = {
       db,
       store,
+      images: new Images(db, store, config.imagesDir),
+      lifecycle,
+      agents: new Agents(db, store, lifecycle, config.bootUrl),
+      power: opts.power ?? defaultPowerDrivers(),
       log,
       metrics: createMetrics(),
       version: VERSION,
@@ -57,7 +74,13 @@ export async function startDaemon(config: Config, log: Logger, opts: DaemonOptio
       migrations: migrated.total,
       shutdown: abort.signal,
     };
-    const app = createApp(ctx);
+    const app = createApp(ctx, {
+      bootUrl: config.bootUrl,
+      ipxeDir: config.ipxeDir,
+      kernelImage: "maintenance-kernel",
+      initrdImage: "maintenance-initrd",
+      cmdline: config.maintenanceCmdline,
+    });
 
     const tcp = http.createServer(app);
     const [host, portText] = splitHostPort(config.listen);
@@ -74,6 +97,16 @@ export async function startDaemon(config: Config, log: Logger, opts: DaemonOptio
     });
     ctx.listeners.push(`unix:${config.socket}`);
     closers.unshift(async () => abort.abort());
+
+    const netboot = await startNetboot(config, db, log);
+    closers.unshift(() => netboot.stop());
+    ctx.listeners.push(...netboot.listeners);
+
+    // Waiting states have deadlines; a machine past its deadline fails with the reason.
+    const sweeper = setInterval(() => {
+      lifecycle.sweepTimeouts().catch((err: unknown) => log.warn({ err }, "timeout sweep failed"));
+    }, 5000);
+    closers.unshift(async () => clearInterval(sweeper));
 
     log.info(
       { listeners: ctx.listeners, version: VERSION, database: redactUrl(config.databaseUrl) },

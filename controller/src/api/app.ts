@@ -7,8 +7,13 @@ import type { ApiContext } from "./context.js";
 import { requireToken } from "./auth.js";
 import { machinesRouter } from "./routes/machines.js";
 import { eventsRouter } from "./routes/events.js";
+import { agentRouter } from "./routes/agent.js";
+import { imagesRouter } from "./routes/images.js";
+import { jobsRouter } from "./routes/jobs.js";
+import { bootRouter, type BootConfig } from "../netboot/http/boot.js";
+import { isPowerError } from "../power/driver.js";
 
-export function createApp(ctx: ApiContext): express.Express {
+export function createApp(ctx: ApiContext, boot: BootConfig): express.Express {
   const app = express();
   app.disable("x-powered-by");
   app.set("etag", false);
@@ -57,6 +62,8 @@ export function createApp(ctx: ApiContext): express.Express {
     }
     next();
   });
+  // The agent protocol authenticates with the boot nonce and agent tokens, not operator ones.
+  v1.use("/agent", agentRouter(ctx));
   v1.use(requireToken(ctx, ["operator"]));
 
   v1.get("/version", (_req, res) => {
@@ -74,8 +81,11 @@ export function createApp(ctx: ApiContext): express.Express {
   });
   v1.use("/machines", machinesRouter(ctx));
   v1.use("/events", eventsRouter(ctx));
+  v1.use("/images", imagesRouter(ctx, boot.bootUrl));
+  v1.use("/jobs", jobsRouter(ctx));
 
   app.use("/v1", v1);
+  app.use("/boot", bootRouter(ctx, boot));
 
   app.use((req: Request) => {
     throw new WeftError("not_found", "ROUTE_NOT_FOUND", `no route for ${req.method} ${req.path}`);
@@ -85,7 +95,11 @@ export function createApp(ctx: ApiContext): express.Express {
     const log = (res.locals["log"] as ApiContext["log"] | undefined) ?? ctx.log;
     let e: WeftError;
     if (err instanceof WeftError) e = err;
-    else if (isBodyParserError(err)) {
+    else if (isPowerError(err)) {
+      const type =
+        err.httpStatus === 404 ? "not_found" : err.httpStatus === 400 ? "invalid_request" : "unavailable";
+      e = new WeftError(type, err.code, err.message, { details: err.details });
+    } else if (isBodyParserError(err)) {
       e =
         err.type === "entity.too.large"
           ? new WeftError("invalid_request", "BODY_TOO_LARGE", "request body is larger than 1 MiB")

@@ -1,4 +1,8 @@
 import type { Logger } from "../log.js";
+import type { Images } from "../images/images.js";
+import type { Agents } from "../machines/agents.js";
+import type { Lifecycle } from "../machines/lifecycle.js";
+import type { PowerDriverRegistry } from "../power/driver.js";
 import type { Db } from "../store/db.js";
 import type { Store } from "../store/store.js";
 import type { Metrics } from "./metrics.js";
@@ -7,6 +11,10 @@ import type { Metrics } from "./metrics.js";
 export interface ApiContext {
   db: Db;
   store: Store;
+  images: Images;
+  lifecycle: Lifecycle;
+  agents: Agents;
+  power: PowerDriverRegistry;
   log: Logger;
   metrics: Metrics;
   version: string;

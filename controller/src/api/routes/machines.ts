@@ -1,6 +1,6 @@
 import { Router } from "express";
 import { z } from "zod";
-import { conflict } from "../../errors.js";
+import { conflict, invalid } from "../../errors.js";
 import type { ApiContext } from "../context.js";
 import { parse } from "../validate.js";
 import { actorOf } from "../auth.js";
@@ -70,5 +70,121 @@ export function machinesRouter(ctx: ApiContext): Router {
       .json(await ctx.store.getMachine(id));
   });
 
+  // Deploy a host image: answers at once (202) with the job to watch.
+  r.post("/:id/deploy", async (req, res) => {
+    const body = parse(
+      z
+        .object({
+          image: z.string().min(1).max(64),
+          disk: z
+            .string()
+            .regex(/^[a-z0-9]+$/)
+            .optional(),
+        })
+        .strict(),
+      req.body,
+      "body",
+    );
+    const m = await ctx.store.getMachine(req.params.id);
+    const image = await ctx.images.get(body.image);
+    if (image.kind !== "host-rootfs") {
+      throw invalid("IMAGE_KIND", `image ${image.name} is a ${image.kind}, not a host image`);
+    }
+    let jobId = "";
+    await ctx.lifecycle.fire(m.id, "deploy", {
+      actor: actorOf(res),
+      reason: `image ${image.name}`,
+      patch: { imageId: image.id, targetState: "host-ready" },
+      also: async (tx) => {
+        const job = await tx.job.create({
+          data: {
+            kind: "install-host",
+            machineId: m.id,
+            params: { image: image.name, disk: body.disk ?? null },
+          },
+        });
+        jobId = job.id;
+      },
+    });
+    await ensurePowered(ctx, m.id, actorOf(res));
+    res
+      .status(202)
+      .location(`/v1/jobs/${jobId}`)
+      .json({ job: jobId, machine: await ctx.store.getMachine(m.id) });
+  });
+
+  // Release: wipe the disk (from the host OS if it runs, then from the maintenance OS) and
+  // return to ready.
+  r.post("/:id/release", async (req, res) => {
+    parse(z.object({}).strict(), req.body ?? {}, "body");
+    const m = await ctx.store.getMachine(req.params.id);
+    let jobId = "";
+    await ctx.lifecycle.fire(m.id, "release", {
+      actor: actorOf(res),
+      patch: { targetState: "ready", imageId: null },
+      also: async (tx) => {
+        await tx.job.updateMany({
+          where: { machineId: m.id, state: { in: ["pending", "running"] } },
+          data: { state: "cancelled", finishedAt: new Date() },
+        });
+        jobId = (await tx.job.create({ data: { kind: "wipe", machineId: m.id } })).id;
+        await tx.host.deleteMany({ where: { machineId: m.id } });
+      },
+    });
+    await ensurePowered(ctx, m.id, actorOf(res));
+    res
+      .status(202)
+      .location(`/v1/jobs/${jobId}`)
+      .json({ job: jobId, machine: await ctx.store.getMachine(m.id) });
+  });
+
+  r.post("/:id/retry", async (req, res) => {
+    parse(z.object({}).strict(), req.body ?? {}, "body");
+    const m = await ctx.store.getMachine(req.params.id);
+    await ctx.lifecycle.fire(m.id, "retry", { actor: actorOf(res) });
+    await powerAction(ctx, m.id, "cycle", actorOf(res));
+    res.status(202).json(await ctx.store.getMachine(m.id));
+  });
+
+  r.post("/:id/power", async (req, res) => {
+    const { action } = parse(
+      z.object({ action: z.enum(["on", "off", "cycle", "status"]) }).strict(),
+      req.body,
+      "body",
+    );
+    const m = await ctx.store.getMachine(req.params.id);
+    const state = await powerAction(ctx, m.id, action, actorOf(res));
+    res.json({ machine: m.name ?? m.id, action, state });
+  });
+
   return r;
+}
+
+/** Runs a power action through the machine's driver and records it. */
+async function powerAction(
+  ctx: ApiContext,
+  machineId: string,
+  action: "on" | "off" | "cycle" | "status",
+  actor: string,
+) {
+  const row = await ctx.db.machine.findUniqueOrThrow({ where: { id: machineId } });
+  if (!row.powerDriver) throw invalid("NO_POWER_DRIVER", `machine ${row.name ?? row.id} has no power driver`);
+  const driver = ctx.power.get(row.powerDriver);
+  if (action === "status") return driver.status(row.powerParams);
+  await driver[action](row.powerParams);
+  await ctx.store.recordEvent({
+    subjectType: "machine",
+    subjectId: machineId,
+    actor,
+    message: `power ${action}`,
+  });
+  return driver.status(row.powerParams);
+}
+
+/** Powers a machine on when it has a driver and is off; a machine without one is left to its operator. */
+async function ensurePowered(ctx: ApiContext, machineId: string, actor: string): Promise<void> {
+  const row = await ctx.db.machine.findUniqueOrThrow({ where: { id: machineId } });
+  if (!row.powerDriver) return;
+  const driver = ctx.power.get(row.powerDriver);
+  if ((await driver.status(row.powerParams)) === "off") await powerAction(ctx, machineId, "on", actor);
 }

@@ -1,0 +1,324 @@
+// The controller's side of the agent protocol (wire/src/agent.ts): nonce exchange, command
+// dispatch on heartbeat, command reports that drive the lifecycle, host registration.
+import type {
+  Command,
+  CommandReport,
+  EnlistRequest,
+  HostRegisterRequest,
+  Inventory,
+  MachineState,
+} from "@weft/wire";
+import { WeftError, conflict } from "../errors.js";
+import { hashToken, newToken, type Principal } from "../auth/tokens.js";
+import type { Db } from "../store/db.js";
+import type { Prisma } from "../store/generated/client.js";
+import type { Store } from "../store/store.js";
+import type { Lifecycle } from "./lifecycle.js";
+
+export const HEARTBEAT_SECONDS = 5;
+const NONCE_TTL_MS = 3600_000;
+
+export class Agents {
+  constructor(
+    private readonly db: Db,
+    private readonly store: Store,
+    private readonly lifecycle: Lifecycle,
+    private readonly bootUrl: string,
+  ) {}
+
+  /** Exchanges a boot nonce for the machine's agent token (once), and records its inventory. */
+  async enlist(req: EnlistRequest, remote: string): Promise<{ machineId: string; token: string }> {
+    const cred = await this.db.credential.findUnique({ where: { tokenHash: hashToken(req.nonce) } });
+    const refuse = async (code: string, message: string, machineId: string | null) => {
+      await this.store.recordEvent({
+        subjectType: "machine",
+        subjectId: machineId,
+        actor: `agent@${remote}`,
+        message: `refused enlistment: ${message}`,
+      });
+      return new WeftError("unauthorized", code, message);
+    };
+    if (!cred || cred.kind !== "boot-nonce" || !cred.machineId)
+      throw await refuse("NONCE_INVALID", "unknown boot nonce", null);
+    if (cred.usedAt)
+      throw await refuse("NONCE_USED", "this boot nonce was already exchanged", cred.machineId);
+    if (cred.revokedAt)
+      throw await refuse("NONCE_REVOKED", "a newer boot script replaced this nonce", cred.machineId);
+    if (Date.now() - cred.createdAt.getTime() > NONCE_TTL_MS) {
+      throw await refuse("NONCE_EXPIRED", "this boot nonce is too old", cred.machineId);
+    }
+    const machineId = cred.machineId;
+    await this.checkIdentity(machineId, req.inventory, remote);
+
+    const token = newToken("agent");
+    const m = await this.lifecycle.withLock(machineId, async () => {
+      await this.db.$transaction(async (tx) => {
+        // Single use even when two agents race with the same nonce.
+        const used = await tx.credential.updateMany({
+          where: { id: cred.id, usedAt: null },
+          data: { usedAt: new Date() },
+        });
+        if (used.count !== 1)
+          throw new WeftError("unauthorized", "NONCE_USED", "this boot nonce was already exchanged");
+        await tx.credential.updateMany({
+          where: { kind: "agent", machineId, revokedAt: null },
+          data: { revokedAt: new Date() },
+        });
+        await tx.credential.create({
+          data: { kind: "agent", name: "maintenance", machineId, tokenHash: hashToken(token) },
+        });
+        await this.saveInventory(tx, machineId, req.inventory);
+        // The maintenance OS lost whatever it was running: hand those commands out again.
+        await tx.job.updateMany({ where: { machineId, state: "running" }, data: { state: "pending" } });
+      });
+      return this.db.machine.findUniqueOrThrow({ where: { id: machineId } });
+    });
+    const actor = `agent:${machineId}`;
+    const state = m.provisionState as MachineState;
+    if (state === "discovered" || state === "ready" || state === "failed") {
+      await this.lifecycle.fire(machineId, "boot", { actor });
+      await this.lifecycle.fire(machineId, "enlisted", {
+        actor,
+        data: { disks: req.inventory.disks.length },
+      });
+    } else if (state === "enlisting") {
+      await this.lifecycle.fire(machineId, "enlisted", { actor });
+    } else if (state === "releasing" || state === "deploying") {
+      await this.lifecycle.fire(machineId, "boot", { actor });
+    } else {
+      throw conflict("INVALID_TRANSITION", `machine is ${state}: it should not boot the maintenance OS now`);
+    }
+    return { machineId, token };
+  }
+
+  /** Nothing a client says of itself is trusted alone: its MACs must be the machine's. */
+  private async checkIdentity(machineId: string, inv: Inventory, remote: string): Promise<void> {
+    const nics = await this.db.nic.findMany({ where: { machineId }, select: { mac: true } });
+    const reported = new Set(inv.nics.map((n) => n.mac));
+    const other = inv.system.uuid
+      ? await this.db.machine.findFirst({
+          where: { uuid: inv.system.uuid, NOT: { id: machineId } },
+          select: { id: true },
+        })
+      : null;
+    if (!nics.some((n) => reported.has(n.mac)) || other) {
+      await this.store.recordEvent({
+        subjectType: "machine",
+        subjectId: machineId,
+        actor: `agent@${remote}`,
+        message: "refused enlistment: the inventory does not match the machine",
+        data: { reported: [...reported], uuid: inv.system.uuid },
+      });
+      throw new WeftError(
+        "forbidden",
+        "IDENTITY_MISMATCH",
+        "the reported hardware does not belong to this machine",
+      );
+    }
+  }
+
+  private async saveInventory(
+    tx: Prisma.TransactionClient,
+    machineId: string,
+    inv: Inventory,
+  ): Promise<void> {
+    await tx.machine.update({
+      where: { id: machineId },
+      data: {
+        inventory: inv as object,
+        firmware: inv.firmware,
+        ...(inv.system.uuid ? { uuid: inv.system.uuid } : {}),
+        ...(inv.system.serial ? { serial: inv.system.serial } : {}),
+      },
+    });
+    for (const n of inv.nics) {
+      await tx.nic.upsert({
+        where: { mac: n.mac },
+        create: { machineId, mac: n.mac, name: n.name },
+        update: { name: n.name },
+      });
+    }
+  }
+
+  /** Hands out the machine's pending commands (marking them running). */
+  async heartbeat(p: Principal): Promise<Command[]> {
+    const machineId = p.machineId!;
+    const jobs = await this.db.job.findMany({
+      where: { machineId, state: "pending" },
+      orderBy: { createdAt: "asc" },
+    });
+    const commands: Command[] = [];
+    for (const job of jobs) {
+      const cmd = await this.commandFor(job, p);
+      if (!cmd) continue;
+      await this.db.job.update({
+        where: { id: job.id },
+        data: { state: "running", startedAt: job.startedAt ?? new Date(), attempts: { increment: 1 } },
+      });
+      commands.push(cmd);
+    }
+    return commands;
+  }
+
+  private async commandFor(job: Prisma.JobGetPayload<object>, p: Principal): Promise<Command | null> {
+    const params = (job.params ?? {}) as Record<string, unknown>;
+    switch (job.kind) {
+      case "install-host": {
+        if (p.name !== "maintenance") return null;
+        const machine = await this.db.machine.findUniqueOrThrow({
+          where: { id: job.machineId! },
+          include: { image: true },
+        });
+        if (!machine.image) throw conflict("NO_IMAGE", "the deploy lost its image");
+        // The host's own credential is made at dispatch (never stored in clear in the job).
+        const hostToken = newToken("agent");
+        await this.db.$transaction(async (tx) => {
+          await tx.credential.updateMany({
+            where: { kind: "agent", name: "host", machineId: machine.id, revokedAt: null },
+            data: { revokedAt: new Date() },
+          });
+          await tx.credential.create({
+            data: { kind: "agent", name: "host", machineId: machine.id, tokenHash: hashToken(hostToken) },
+          });
+        });
+        return {
+          id: job.id,
+          kind: "install-host",
+          params: {
+            image: {
+              name: machine.image.name,
+              url: `${this.bootUrl}/boot/images/${machine.image.name}`,
+              sha256: machine.image.sha256,
+              size: Number(machine.image.size),
+              format: "ext4.gz",
+            },
+            disk: typeof params["disk"] === "string" ? params["disk"] : null,
+            host: {
+              machineId: machine.id,
+              hostname: machine.name ?? `host-${machine.id.slice(-6)}`,
+              controllerUrl: this.bootUrl,
+              token: hostToken,
+            },
+          },
+        };
+      }
+      case "wipe":
+        return { id: job.id, kind: "wipe", params: { disks: null } };
+      case "reboot":
+        return { id: job.id, kind: "reboot", params: {} };
+      default:
+        return null;
+    }
+  }
+
+  /** A command's progress or result; results drive the lifecycle. */
+  async report(p: Principal, jobId: string, r: CommandReport): Promise<void> {
+    const job = await this.db.job.findUnique({ where: { id: jobId } });
+    if (!job || !p.machineId || job.machineId !== p.machineId) {
+      // Reporting for a job of another machine is refused the same as a job that does not exist.
+      throw new WeftError("not_found", "JOB_NOT_FOUND", `no command ${jobId} for this machine`);
+    }
+    if (job.state === "succeeded" || job.state === "failed" || job.state === "cancelled") {
+      throw conflict("JOB_FINISHED", `command ${jobId} already ${job.state}`);
+    }
+    const machineId = p.machineId;
+    const actor = `agent:${machineId}`;
+    await this.db.$transaction(async (tx) => {
+      if (r.stage) {
+        const last = await tx.jobStep.findFirst({ where: { jobId }, orderBy: { seq: "desc" } });
+        if (last?.name !== r.stage) {
+          if (last && last.state === "running") {
+            await tx.jobStep.update({
+              where: { id: last.id },
+              data: { state: "succeeded", finishedAt: new Date(), progress: 1 },
+            });
+          }
+          await tx.jobStep.create({
+            data: {
+              jobId,
+              seq: (last?.seq ?? 0) + 1,
+              name: r.stage,
+              state: "running",
+              startedAt: new Date(),
+            },
+          });
+          await this.store.recordEvent(
+            {
+              subjectType: "machine",
+              subjectId: machineId,
+              actor,
+              message: `${job.kind}: ${r.stage}${r.message ? ` (${r.message})` : ""}`,
+            },
+            tx,
+          );
+        }
+      }
+      const done = r.state !== "RUNNING";
+      await tx.job.update({
+        where: { id: jobId },
+        data: {
+          state: r.state === "RUNNING" ? "running" : r.state === "SUCCEEDED" ? "succeeded" : "failed",
+          ...(r.progress === undefined ? {} : { progress: r.progress }),
+          ...(r.state === "SUCCEEDED" ? { progress: 1 } : {}),
+          ...(done ? { finishedAt: new Date() } : {}),
+          ...(r.error ? { error: `${r.error.code}: ${r.error.message}` } : {}),
+        },
+      });
+      if (done) {
+        await tx.jobStep.updateMany({
+          where: { jobId, state: "running" },
+          data: { state: r.state === "SUCCEEDED" ? "succeeded" : "failed", finishedAt: new Date() },
+        });
+      }
+    });
+    if (r.state === "FAILED") {
+      const reason = r.error ? `${r.error.code}: ${r.error.message}` : (r.message ?? `${job.kind} failed`);
+      await this.lifecycle.fire(machineId, "fail", { actor, reason });
+    } else if (r.state === "SUCCEEDED" && job.kind === "install-host") {
+      await this.lifecycle.fire(machineId, "installed", {
+        actor,
+        // The maintenance token dies with the maintenance OS; only the host token is good now.
+        also: async (tx) => {
+          await tx.credential.updateMany({
+            where: { kind: "agent", name: "maintenance", machineId, revokedAt: null },
+            data: { revokedAt: new Date() },
+          });
+        },
+      });
+    } else if (r.state === "SUCCEEDED" && job.kind === "wipe") {
+      const m = await this.db.machine.findUniqueOrThrow({ where: { id: machineId } });
+      if (m.provisionState === "releasing") await this.lifecycle.fire(machineId, "wiped", { actor });
+    }
+  }
+
+  /** The host OS agent registers: a Host row with its capacity, and the machine is host-ready. */
+  async registerHost(p: Principal, req: HostRegisterRequest): Promise<void> {
+    if (p.name !== "host")
+      throw new WeftError("forbidden", "NOT_A_HOST_TOKEN", "only a host agent's token registers a host");
+    const machineId = p.machineId!;
+    const c = req.capacity;
+    const data = {
+      address: req.address,
+      libvirtUri: req.libvirt.uri,
+      cpus: c.cpus,
+      cpuMhz: c.cpuMhz,
+      memoryMiB: c.memoryMiB,
+      diskBytes: BigInt(c.diskBytes),
+      kvm: c.kvm,
+      state: "ready",
+      lastHeartbeatAt: new Date(),
+    };
+    await this.db.host.upsert({ where: { machineId }, create: { machineId, ...data }, update: data });
+    await this.lifecycle.fire(machineId, "host-registered", {
+      actor: `agent:${machineId}`,
+      data: { ...c, libvirt: req.libvirt },
+    });
+  }
+
+  async hostHeartbeat(p: Principal): Promise<void> {
+    await this.db.host.updateMany({
+      where: { machineId: p.machineId! },
+      data: { lastHeartbeatAt: new Date() },
+    });
+  }
+}
