@@ -1,4 +1,156 @@
 #!/usr/bin/env node
-// weft-agent entry point. In the maintenance OS /init starts it with the controller URL and
-// boot nonce from the kernel command line; in a host OS systemd starts it in host mode.
+// weft-agent entry point, and the only place that reads the real files, the environment and
+// the flags, or exits the process.
+//
+// Maintenance OS: /init exports WEFT_URL/WEFT_NONCE/WEFT_MODE (taken from the kernel command
+// line `weft.url= weft.nonce= weft.mode=`; /proc/cmdline is read too) and restarts the agent
+// when it exits. Host OS: systemd starts it; /etc/weft/agent.json selects host mode.
+//
+//   weft-agent [--mode=maintenance|host] [--url=URL] [--nonce=NONCE] [--config=PATH]
+//   weft-agent inventory      print the inventory as JSON and exit
+//
+// Exit codes: 0 stopped by a signal, 1 fatal error, 2 bad configuration, 3 refused by the
+// controller (nonce or token).
 console.log("weft-agent: starting");
+
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { uptime } from "node:os";
+import { dirname } from "node:path";
+import { systemClock } from "./clock.js";
+import { ControllerClient } from "./client.js";
+import { resolveConfig } from "./config.js";
+import { DEFAULT_DISK_SETTINGS } from "./context.js";
+import { errorBody, isAgentError } from "./errors.js";
+import { createExec } from "./exec.js";
+import { runHost, collectHostRegistration } from "./host.js";
+import { collectAddresses, collectInventory } from "./inventory.js";
+import { consoleLogger } from "./log.js";
+import { runMaintenance, type TokenStore } from "./maintenance.js";
+
+const TOKEN_FILE = "/run/weft/agent-token.json";
+
+const readOrNull = (path: string): Promise<string | null> => readFile(path, "utf8").catch(() => null);
+
+function fileTokenStore(path: string): TokenStore {
+  return {
+    async load() {
+      const t = await readOrNull(path);
+      if (t === null) return null;
+      try {
+        const v = JSON.parse(t) as { machineId?: unknown; token?: unknown };
+        return typeof v.machineId === "string" && typeof v.token === "string"
+          ? { machineId: v.machineId, token: v.token }
+          : null;
+      } catch {
+        return null;
+      }
+    },
+    async save(v) {
+      await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+      await writeFile(path, JSON.stringify(v), { mode: 0o600 });
+    },
+  };
+}
+
+async function main(): Promise<number> {
+  const argv = process.argv.slice(2);
+  const log = consoleLogger();
+  const exec = createExec(log);
+  const root = "/";
+
+  if (argv[0] === "inventory") {
+    const inv = await collectInventory({ root, addresses: await collectAddresses(exec, log) });
+    process.stdout.write(`${JSON.stringify(inv, null, 2)}\n`);
+    return 0;
+  }
+
+  const configPath = argv.find((a) => a.startsWith("--config="))?.slice(9) ?? "/etc/weft/agent.json";
+  const config = resolveConfig({
+    cmdline: await readOrNull("/proc/cmdline"),
+    env: process.env,
+    argv,
+    hostConfig: await readOrNull(configPath),
+  });
+  log.info(`mode=${config.mode} controller=${config.controllerUrl}`);
+
+  const stop = new AbortController();
+  for (const sig of ["SIGTERM", "SIGINT"] as const) {
+    process.once(sig, () => {
+      log.info(`${sig}: stopping`);
+      stop.abort();
+    });
+  }
+  const client = new ControllerClient({ baseUrl: config.controllerUrl, log, clock: systemClock });
+  const uptimeSeconds = (): number => Math.round(uptime());
+
+  if (config.mode === "host") {
+    await runHost({
+      config,
+      client,
+      log,
+      clock: systemClock,
+      random: Math.random,
+      uptimeSeconds,
+      signal: stop.signal,
+      registration: async () =>
+        collectHostRegistration({
+          root,
+          diskPath: "/",
+          exec,
+          log,
+          addresses: await collectAddresses(exec, log),
+        }),
+    });
+    return 0;
+  }
+
+  const reboot = async (): Promise<void> => {
+    await exec.run("sync", []);
+    try {
+      await exec.run("reboot", ["-f"]);
+    } catch (err) {
+      log.warn("reboot -f failed; using sysrq", { error: (err as Error).message });
+      await writeFile("/proc/sysrq-trigger", "b");
+    }
+  };
+  await runMaintenance({
+    config,
+    client,
+    log,
+    clock: systemClock,
+    random: Math.random,
+    uptimeSeconds,
+    signal: stop.signal,
+    tokens: fileTokenStore(TOKEN_FILE),
+    reboot,
+    inventory: async () => collectInventory({ root, addresses: await collectAddresses(exec, log) }),
+    context: {
+      exec,
+      log,
+      clock: systemClock,
+      fetch: globalThis.fetch,
+      disks: {
+        ...DEFAULT_DISK_SETTINGS,
+        gptmbrPath: process.env.WEFT_GPTMBR ?? DEFAULT_DISK_SETTINGS.gptmbrPath,
+      },
+    },
+  });
+  return 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    const body = errorBody(err);
+    console.log(`weft-agent: FATAL ${body.code}: ${body.message}`);
+    if (!isAgentError(err)) console.error(err);
+    const code = isAgentError(err)
+      ? err.type === "invalid_request"
+        ? 2
+        : err.type === "unauthorized"
+          ? 3
+          : 1
+      : 1;
+    process.exit(code);
+  },
+);
