@@ -2,6 +2,7 @@
 // intact, otherwise build in a scratch folder and publish artifact then manifest.
 import { appendFileSync } from "node:fs";
 import { mkdir, rename, rm, stat, writeFile } from "node:fs/promises";
+import type { CommandRunner } from "./core/exec.js";
 import { join } from "node:path";
 import { cachePaths, checkCached } from "./core/cache.js";
 import { BuildError } from "./core/errors.js";
@@ -11,6 +12,7 @@ import { computeInputKey } from "./core/key.js";
 import { MANIFEST_SCHEMA, manifestFileName, serializeManifest, type ImageManifest } from "./core/manifest.js";
 import { bundleAgent, type AgentBundle } from "./parts/agent-bundle.js";
 import type { Recipe, RecipeContext } from "./recipes/recipe.js";
+import { unmountUnder } from "./system/mounts.js";
 
 export interface BuildOptions {
   readonly cacheDir: string;
@@ -45,23 +47,16 @@ export async function buildImages(opts: BuildOptions): Promise<RecipeOutcome[]> 
     const run = new LoggedRunner(logFile);
     const workDir = paths.work(recipe.name);
     let current = "plan";
-    const ctx: RecipeContext = {
-      repoRoot: opts.repoRoot,
-      recipesDir: opts.recipesDir,
-      cacheDir: opts.cacheDir,
-      workDir,
+    const ctx = contextFor(
+      opts,
       run,
-      async step(name, fn) {
+      workDir,
+      (name) => {
         current = name;
-        const t = now();
-        run.log(`## step: ${name}`);
         opts.progress(`${recipe.name}: ${name}`);
-        const r = await fn();
-        run.log(`## step done: ${name} (${((now() - t) / 1000).toFixed(1)} s)`);
-        return r;
       },
-      agent: () => (agent ??= bundleAgent(opts.repoRoot)),
-    };
+      () => (agent ??= bundleAgent(opts.repoRoot)),
+    );
     const seconds = (): number => Math.round((now() - started) / 100) / 10;
     try {
       const plan = await recipe.plan(ctx);
@@ -72,11 +67,16 @@ export async function buildImages(opts: BuildOptions): Promise<RecipeOutcome[]> 
       const verdict = await checkCached(recipeDir, recipe.artifacts, key);
       if (verdict.fresh) {
         opts.progress(`${recipe.name}: cached (key ${key.slice(0, 12)}), ${seconds()} s`);
-        outcomes.push({ recipe: recipe.name, status: "cached", seconds: seconds(), manifests: verdict.manifests });
+        outcomes.push({
+          recipe: recipe.name,
+          status: "cached",
+          seconds: seconds(),
+          manifests: verdict.manifests,
+        });
         continue;
       }
       opts.progress(`${recipe.name}: building (${verdict.reason})`);
-      await rm(workDir, { recursive: true, force: true });
+      await clearWorkDir(run, workDir);
       await mkdir(workDir, { recursive: true });
       const built = await plan.build();
       current = "publish";
@@ -110,7 +110,7 @@ export async function buildImages(opts: BuildOptions): Promise<RecipeOutcome[]> 
         await rename(`${manifestPath}.tmp`, manifestPath);
         manifests.push(m);
       }
-      await rm(workDir, { recursive: true, force: true });
+      await clearWorkDir(run, workDir);
       opts.progress(`${recipe.name}: built in ${seconds()} s`);
       outcomes.push({
         recipe: recipe.name,
@@ -128,4 +128,56 @@ export async function buildImages(opts: BuildOptions): Promise<RecipeOutcome[]> 
     }
   }
   return outcomes;
+}
+
+export type PlanOptions = Pick<BuildOptions, "cacheDir" | "repoRoot" | "recipesDir">;
+
+function contextFor(
+  opts: PlanOptions & { readonly now?: () => number },
+  run: LoggedRunner,
+  workDir: string,
+  onStep: (name: string) => void,
+  agent: () => Promise<AgentBundle>,
+): RecipeContext {
+  const now = opts.now ?? Date.now;
+  return {
+    repoRoot: opts.repoRoot,
+    recipesDir: opts.recipesDir,
+    cacheDir: opts.cacheDir,
+    workDir,
+    run,
+    async step(name, fn) {
+      onStep(name);
+      const t = now();
+      run.log(`## step: ${name}`);
+      const r = await fn();
+      run.log(`## step done: ${name} (${((now() - t) / 1000).toFixed(1)} s)`);
+      return r;
+    },
+    agent,
+  };
+}
+
+/** The input key a recipe has now, without building (its plan log goes to logs/<recipe>.plan.log). */
+export async function currentKey(opts: PlanOptions, recipe: Recipe): Promise<string> {
+  const paths = cachePaths(opts.cacheDir);
+  await mkdir(join(opts.cacheDir, "logs"), { recursive: true });
+  const logFile = join(opts.cacheDir, "logs", `${recipe.name}.plan.log`);
+  await writeFile(logFile, "");
+  const run = new LoggedRunner(logFile);
+  let agent: Promise<AgentBundle> | undefined;
+  const ctx = contextFor(
+    opts,
+    run,
+    paths.work(recipe.name),
+    () => undefined,
+    () => (agent ??= bundleAgent(opts.repoRoot)),
+  );
+  return computeInputKey((await recipe.plan(ctx)).key);
+}
+
+/** Empties a scratch folder without ever following a mount left inside it into the live system. */
+async function clearWorkDir(run: CommandRunner, dir: string): Promise<void> {
+  await unmountUnder(run, dir);
+  await run.run("rm", ["-rf", "--one-file-system", dir]);
 }

@@ -58,7 +58,9 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (err: unknown) => {
-    const usage = (err instanceof ImageError && err.code === "usage") || (err as { code?: string }).code?.startsWith("ERR_PARSE_ARGS");
+    const usage =
+      (err instanceof ImageError && err.code === "usage") ||
+      (err as { code?: string }).code?.startsWith("ERR_PARSE_ARGS");
     process.stderr.write(`weft-images: ${err instanceof Error ? err.message : String(err)}\n`);
     if (usage) process.stderr.write(`${USAGE}\n`);
     process.exitCode = usage ? 2 : 1;

@@ -42,7 +42,14 @@ export async function buildCommand(cmd: BuildCommand): Promise<number> {
     for (const o of outcomes) {
       if (o.manifests.length === 0) rows.push([o.recipe, o.status, o.seconds.toFixed(1), "-", "-", "-"]);
       for (const m of o.manifests) {
-        rows.push([o.recipe, o.status, o.seconds.toFixed(1), m.file, formatBytes(m.size), m.sha256.slice(0, 16)]);
+        rows.push([
+          o.recipe,
+          o.status,
+          o.seconds.toFixed(1),
+          m.file,
+          formatBytes(m.size),
+          m.sha256.slice(0, 16),
+        ]);
       }
     }
     process.stdout.write(`${table(rows)}\n`);

@@ -18,7 +18,15 @@ export async function listCommand(cacheDir: string, output: "table" | "json"): P
   }
   const rows: string[][] = [["NAME", "KIND", "FORMAT", "SIZE", "SHA256", "BUILT", "FILE"]];
   for (const m of manifests) {
-    rows.push([m.name, m.kind, m.format, formatBytes(m.size), m.sha256.slice(0, 16), m.builtAt, join(cacheDir, m.recipe, m.file)]);
+    rows.push([
+      m.name,
+      m.kind,
+      m.format,
+      formatBytes(m.size),
+      m.sha256.slice(0, 16),
+      m.builtAt,
+      join(cacheDir, m.recipe, m.file),
+    ]);
   }
   process.stdout.write(`${table(rows)}\n`);
   return 0;

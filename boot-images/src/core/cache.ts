@@ -41,7 +41,8 @@ export async function checkCached(
     const file = join(recipeDir, m.file);
     const st = await stat(file).catch(() => undefined);
     if (!st) return { fresh: false, reason: `${name}: ${m.file} missing` };
-    if (st.size !== m.size) return { fresh: false, reason: `${name}: size ${st.size} is not the manifest's ${m.size}` };
+    if (st.size !== m.size)
+      return { fresh: false, reason: `${name}: size ${st.size} is not the manifest's ${m.size}` };
     const digest = await sha256File(file);
     if (digest !== m.sha256) return { fresh: false, reason: `${name}: sha256 mismatch (corrupted artifact)` };
     manifests.push(m);

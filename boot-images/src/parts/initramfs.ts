@@ -29,9 +29,10 @@ export async function packInitramfs(
   const list = `${outFile}.list`;
   const cpio = `${outFile}.cpio`;
   await writeFile(list, `${(await listTree(root)).join("\n")}\n`);
-  await run.run("cpio", ["-o", "-H", "newc", "--reproducible", "-R", "0:0", "--quiet", "-O", cpio], {
+  await run.run("cpio", ["-o", "-H", "newc", "--reproducible", "-R", "0:0", "--quiet"], {
     cwd: root,
     stdinFile: list,
+    stdoutFile: cpio,
   });
   await run.run("zstd", ["-q", "-f", "-T0", `-${zstdLevel}`, cpio, "-o", outFile]);
   await rm(list);

@@ -68,7 +68,8 @@ export const guestRecipe: Recipe = {
           await t.dirs("/proc", "/sys", "/dev", "/newroot");
           await t.recipeFile(ctx.recipesDir, "guest/initramfs-init", "/init", 0o755);
           const mods = await modulesToLoad(kernel, spec.modules);
-          for (const m of mods) await t.copy(join(kernel.modulesDir, m), join("/lib/modules", kernel.release, m));
+          for (const m of mods)
+            await t.copy(join(kernel.modulesDir, m), join("/lib/modules", kernel.release, m));
           await t.text("/etc/modules.order", `${mods.join("\n")}\n`);
           await t.busybox(run, spec.busybox);
           await packInitramfs(run, t.root, initrd, spec.zstdLevel);
@@ -79,7 +80,12 @@ export const guestRecipe: Recipe = {
           await t.dirs("/proc", "/sys", "/dev", "/run", "/tmp", "/mnt", "/root", "/var/www", "/etc/init.d");
           await t.recipeFile(ctx.recipesDir, "guest/inittab", "/etc/inittab");
           await t.recipeFile(ctx.recipesDir, "guest/rcS", "/etc/init.d/rcS", 0o755);
-          await t.recipeFile(ctx.recipesDir, "common/udhcpc.script", "/usr/share/udhcpc/default.script", 0o755);
+          await t.recipeFile(
+            ctx.recipesDir,
+            "common/udhcpc.script",
+            "/usr/share/udhcpc/default.script",
+            0o755,
+          );
           await t.programs(run, spec.programs);
           await t.text("/etc/passwd", "root:x:0:0:root:/root:/bin/sh\n");
           await t.text("/etc/shadow", "root:*:20454:0:99999:7:::\n", 0o600);
@@ -128,18 +134,49 @@ export const guestRecipe: Recipe = {
           await copyFile(kernel.vmlinuz, w("vmlinuz"));
           await copyFile(join(ctx.recipesDir, "guest/syslinux.cfg"), w("syslinux.cfg"));
           const img = `${disk}@@${p1Start * SECTOR}`;
-          await run.run("mcopy", ["-i", img, "-o", w("vmlinuz"), w("initrd.img"), w("syslinux.cfg"), "::/"], { env });
+          await run.run("mcopy", ["-i", img, "-o", w("vmlinuz"), w("initrd.img"), w("syslinux.cfg"), "::/"], {
+            env,
+          });
           await run.run(spec.syslinux, ["--install", `--offset=${p1Start * SECTOR}`, disk], { env });
         });
         await ctx.step("make the root partition (mkfs.ext4 -d)", async () => {
           const img = w("root.ext4");
-          await run.run("mkfs.ext4", ["-q", "-F", "-L", spec.rootLabel, "-E", "root_owner=0:0", "-d", rootTree.root, img, `${rootMiB}M`], {
-            env: { E2FSPROGS_FAKE_TIME: "1767225600" },
-          });
-          await run.run("dd", [`if=${img}`, `of=${disk}`, "bs=1M", `seek=${(p2Start * SECTOR) / MiB}`, "conv=notrunc,sparse", "status=none"]);
+          await run.run(
+            "mkfs.ext4",
+            [
+              "-q",
+              "-F",
+              "-L",
+              spec.rootLabel,
+              "-E",
+              "root_owner=0:0",
+              "-d",
+              rootTree.root,
+              img,
+              `${rootMiB}M`,
+            ],
+            {
+              env: { E2FSPROGS_FAKE_TIME: "1767225600" },
+            },
+          );
+          await run.run("dd", [
+            `if=${img}`,
+            `of=${disk}`,
+            "bs=1M",
+            `seek=${(p2Start * SECTOR) / MiB}`,
+            "conv=notrunc,sparse",
+            "status=none",
+          ]);
         });
         await ctx.step("install the GPT boot code", () =>
-          run.run("dd", [`if=${spec.gptmbr}`, `of=${disk}`, "bs=440", "count=1", "conv=notrunc", "status=none"]),
+          run.run("dd", [
+            `if=${spec.gptmbr}`,
+            `of=${disk}`,
+            "bs=440",
+            "count=1",
+            "conv=notrunc",
+            "status=none",
+          ]),
         );
         const qcow2 = w("guest-base.qcow2");
         await ctx.step("convert to compressed qcow2", () =>
@@ -158,7 +195,8 @@ export const guestRecipe: Recipe = {
                 kernelRelease: kernel.release,
                 boot: "disk: GPT, syslinux on partition 1 (FAT), root ext4 LABEL=weft-guest on partition 2",
                 console: "ttyS0",
-                configDrive: "ISO9660 labelled cidata or config-2 holding weft.json {hostname, dip, gateway, role}",
+                configDrive:
+                  "ISO9660 labelled cidata or config-2 holding weft.json {hostname, dip, gateway, role}",
                 roles: "web (busybox httpd on port 80 serving the guest name); iperf3 server always",
               },
             },

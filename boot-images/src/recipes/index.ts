@@ -11,4 +11,5 @@ export function findRecipe(name: string): Recipe | undefined {
   return RECIPES.find((r) => r.name === name || r.artifacts.includes(name));
 }
 
-export const knownNames = (): string[] => RECIPES.flatMap((r) => [r.name, ...r.artifacts.filter((a) => a !== r.name)]);
+export const knownNames = (): string[] =>
+  RECIPES.flatMap((r) => [r.name, ...r.artifacts.filter((a) => a !== r.name)]);

@@ -62,7 +62,9 @@ export const maintenanceRecipe: Recipe = {
     const programs = [spec.node, ...spec.tools, ...optional];
     const libs = await sharedLibraries(run, programs);
     const hostFiles = [spec.busybox, ...programs, ...libs, ...spec.data];
-    const pkgNames = [...new Set([...(await owningPackages(run, hostFiles)), kernel.package, spec.kernelPackage])];
+    const pkgNames = [
+      ...new Set([...(await owningPackages(run, hostFiles)), kernel.package, spec.kernelPackage]),
+    ];
     const packages = await installedVersions(run, pkgNames);
     const agent = await ctx.agent();
     const files = await hashRecipeFiles(ctx.recipesDir, spec.files);
@@ -78,9 +80,24 @@ export const maintenanceRecipe: Recipe = {
       async build() {
         const tree = new Tree(join(ctx.workDir, "initramfs"));
         await ctx.step("stage the initramfs tree", async () => {
-          await tree.dirs("/proc", "/sys", "/dev", "/run", "/tmp", "/mnt", "/root", "/etc/weft", "/var/lib/weft");
+          await tree.dirs(
+            "/proc",
+            "/sys",
+            "/dev",
+            "/run",
+            "/tmp",
+            "/mnt",
+            "/root",
+            "/etc/weft",
+            "/var/lib/weft",
+          );
           await tree.recipeFile(ctx.recipesDir, "maintenance/init", "/init", 0o755);
-          await tree.recipeFile(ctx.recipesDir, "common/udhcpc.script", "/usr/share/udhcpc/default.script", 0o755);
+          await tree.recipeFile(
+            ctx.recipesDir,
+            "common/udhcpc.script",
+            "/usr/share/udhcpc/default.script",
+            0o755,
+          );
           await tree.programs(run, [...spec.tools, ...optional]);
           for (const [link, target] of Object.entries(spec.links)) await tree.link(link, target);
           for (const d of spec.data) await tree.copy(d);
@@ -100,11 +117,14 @@ export const maintenanceRecipe: Recipe = {
         });
         await ctx.step("copy kernel modules (modules.dep)", async () => {
           const mods = await modulesToLoad(kernel, spec.modules);
-          for (const m of mods) await tree.copy(join(kernel.modulesDir, m), join("/lib/modules", kernel.release, m));
+          for (const m of mods)
+            await tree.copy(join(kernel.modulesDir, m), join("/lib/modules", kernel.release, m));
           await tree.text("/etc/weft/modules.order", `${mods.join("\n")}\n`);
         });
         const initrd = join(ctx.workDir, "initrd.cpio.zst");
-        await ctx.step("pack the initramfs (cpio + zstd)", () => packInitramfs(run, tree.root, initrd, spec.zstdLevel));
+        await ctx.step("pack the initramfs (cpio + zstd)", () =>
+          packInitramfs(run, tree.root, initrd, spec.zstdLevel),
+        );
         const vmlinuz = join(ctx.workDir, "vmlinuz");
         await ctx.step("copy the kernel", () => copyFile(kernel.vmlinuz, vmlinuz));
         const details = { kernelRelease: kernel.release, cmdline: "console=ttyS0" };

@@ -48,7 +48,10 @@ export interface Recipe {
 }
 
 /** sha256 of each named recipe file (paths relative to the recipes folder). */
-export async function hashRecipeFiles(recipesDir: string, names: readonly string[]): Promise<Record<string, string>> {
+export async function hashRecipeFiles(
+  recipesDir: string,
+  names: readonly string[],
+): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
   for (const n of names) out[n] = sha256Text(await readFile(join(recipesDir, n)));
   return out;
