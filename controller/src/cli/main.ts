@@ -10,6 +10,8 @@ import { register as version } from "./commands/version.js";
 import { register as events } from "./commands/events.js";
 import { register as machinesList } from "./commands/machines-list.js";
 import { register as machinesShow } from "./commands/machines-show.js";
+import { register as machinesActions } from "./commands/machines-actions.js";
+import { register as images } from "./commands/images.js";
 
 const program = new Command("weft")
   .description(`Weft operator CLI ${VERSION}`)
@@ -27,10 +29,16 @@ const ctx = createContext(program, process.env);
 status(program, ctx);
 version(program, ctx);
 events(program, ctx);
-const machines = program.command("machines").alias("machine").description("machines: list, show");
+const machines = program
+  .command("machines")
+  .alias("machine")
+  .description("machines: list, show, deploy, release, retry, power");
 machinesList(machines, ctx);
 machinesShow(machines, ctx);
-for (const c of [program, machines, ...program.commands]) c.exitOverride();
+machinesActions(machines, ctx);
+images(program, ctx);
+const all = (c: Command): Command[] => [c, ...c.commands.flatMap(all)];
+for (const c of all(program)) c.exitOverride();
 
 try {
   await program.parseAsync();
