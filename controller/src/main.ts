@@ -18,6 +18,14 @@ const program = new Command("weft-controller")
   .option("--socket <path>", "unix socket of the API (env WEFT_SOCKET; default /run/weft/weft.sock)")
   .option("--token-file <path>", "where the admin token is written (env WEFT_TOKEN_FILE)")
   .option("--log-level <level>", "trace|debug|info|warn|error (env WEFT_LOG_LEVEL)")
+  .option("--images-dir <dir>", "imported images (env WEFT_IMAGES_DIR; default <data-dir>/images)")
+  .option("--boot-url <url>", "URL machines reach the controller at (env WEFT_BOOT_URL)")
+  .option("--netboot-address <ip>", "this controller's address on the provisioning network; enables DHCP and TFTP")
+  .option("--dhcp-mode <mode>", "full|proxy|off (env WEFT_DHCP_MODE; default full)")
+  .option("--dhcp-subnet <cidr>", "provisioning subnet, e.g. 10.77.0.0/24 (env WEFT_DHCP_SUBNET)")
+  .option("--dhcp-range <first-last>", "dynamic pool (env WEFT_DHCP_RANGE)")
+  .option("--dhcp-router <ip>", "router handed to clients (env WEFT_DHCP_ROUTER)")
+  .option("--tftp-port <port>", "TFTP port (env WEFT_TFTP_PORT; default 69)")
   .option("--rotate-admin-token", "replace the admin token (the old one stops working) and write the new one")
   .showHelpAfterError();
 
@@ -36,6 +44,14 @@ async function main(): Promise<void> {
         socket: o["socket"],
         tokenFile: o["tokenFile"],
         logLevel: o["logLevel"],
+        imagesDir: o["imagesDir"],
+        bootUrl: o["bootUrl"],
+        netbootAddress: o["netbootAddress"],
+        dhcpMode: o["dhcpMode"],
+        dhcpSubnet: o["dhcpSubnet"],
+        dhcpRange: o["dhcpRange"],
+        dhcpRouter: o["dhcpRouter"],
+        tftpPort: o["tftpPort"],
       },
     });
   } catch (err) {
