@@ -160,7 +160,7 @@ export async function installHost(params: InstallHostParams, ctx: CommandContext
         const share = p.received / p.total;
         if (share - lastShare >= 0.05 || (share === 1 && lastShare < 1)) {
           lastShare = share;
-          ctx.progress({ stage: "write-image", progress: 0.05 + 0.8 * share });
+          ctx.progress({ stage: "write-image", progress: Math.round((0.05 + 0.8 * share) * 1000) / 1000 });
         }
       },
     });
