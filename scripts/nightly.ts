@@ -1,0 +1,219 @@
+// The nightly provisioning test: build the images (cached), bring the lab up, power on N
+// servers, let them enlist, deploy the host image to all, wait for host-ready, check each
+// host's libvirt answered, release one and see it re-enlist, tear down; write a JSON report
+// with every stage's time per server. Exits non-zero on any failure and keeps the consoles and
+// the controller log of a failed run.
+//
+//   npm run nightly -- --servers 2 [--report FILE] [--keep]
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import type { EventView, MachineView } from "@weft/wire";
+import { Client } from "../controller/src/cli/client.js";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const { values: args } = parseArgs({
+  options: {
+    servers: { type: "string", default: "1" },
+    "state-dir": { type: "string", default: "/var/lib/weft-lab" },
+    report: { type: "string" },
+    keep: { type: "boolean", default: false },
+    timeout: { type: "string", default: "900" },
+  },
+});
+const servers = Number(args.servers);
+if (!Number.isInteger(servers) || servers < 1 || servers > 8) throw new Error("--servers takes 1 to 8");
+const stateDir = path.resolve(args["state-dir"]);
+const reportFile = path.resolve(
+  args.report ?? path.join(root, ".weft", `nightly-${new Date().toISOString().replace(/[:.]/g, "-")}.json`),
+);
+const stageTimeoutMs = Number(args.timeout) * 1000;
+const t0 = Date.now();
+const since = () => ((Date.now() - t0) / 1000).toFixed(1);
+const log = (msg: string) => console.log(`[nightly +${since()}s] ${msg}`);
+
+interface StageTimes {
+  [stage: string]: number;
+}
+const report = {
+  startedAt: new Date(t0).toISOString(),
+  servers,
+  ok: false,
+  error: null as string | null,
+  steps: {} as Record<string, number>,
+  machines: {} as Record<
+    string,
+    { stages: StageTimes; poweredOnAt: number | null; totals: Record<string, number> }
+  >,
+  targets: {} as Record<string, { target: number; measured: number | null; met: boolean | null }>,
+  keptLogs: null as string | null,
+};
+
+function run(cmd: string, argv: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(cmd, argv, { stdio: "inherit", cwd: root });
+    p.on("error", reject);
+    p.on("exit", (code) =>
+      code === 0 ? resolve() : reject(new Error(`${cmd} ${argv.join(" ")} exited with ${code}`)),
+    );
+  });
+}
+
+async function step<T>(name: string, fn: () => Promise<T>): Promise<T> {
+  const s = Date.now();
+  log(`${name} …`);
+  const r = await fn();
+  report.steps[name] = (Date.now() - s) / 1000;
+  log(`${name} done in ${report.steps[name]!.toFixed(1)} s`);
+  return r;
+}
+
+const names = Array.from({ length: servers }, (_, i) => `srv${i + 1}`);
+const client = () =>
+  new Client({
+    socket: path.join(stateDir, "controller.sock"),
+    token: fs.readFileSync(path.join(stateDir, "controller", "admin.token"), "utf8").trim(),
+  });
+
+async function waitFor(machinesWanted: string[], state: string, what: string): Promise<void> {
+  const deadline = Date.now() + stageTimeoutMs;
+  const reached = new Set<string>();
+  for (;;) {
+    const { items } = await client().get<{ items: MachineView[] }>("/v1/machines");
+    for (const n of machinesWanted) {
+      const m = items.find((x) => x.name === n);
+      if (m?.state === "failed") throw new Error(`${n} failed while ${what}: ${m.lastError ?? "?"}`);
+      if (m?.state === state && !reached.has(n)) {
+        reached.add(n);
+        log(`${n} is ${state}`);
+      }
+    }
+    if (reached.size === machinesWanted.length) return;
+    if (Date.now() > deadline) {
+      const left = machinesWanted.filter((n) => !reached.has(n));
+      throw new Error(`timed out ${what}: ${left.join(", ")} not ${state}`);
+    }
+    await new Promise((r) => setTimeout(r, 2000));
+  }
+}
+
+/** Per machine: seconds from its power-on to each state it reached (from the events). */
+async function collectTimings(): Promise<void> {
+  for (const n of names) {
+    const m = await client().get<MachineView & { events: EventView[] }>(`/v1/machines/${n}`);
+    const all = await client().get<{ items: EventView[] }>(
+      `/v1/events?subjectType=machine&subjectId=${m.id}&limit=1000`,
+    );
+    const on = all.items.find((e) => e.message === "power on");
+    const base = on ? Date.parse(on.at) : null;
+    const stages: StageTimes = {};
+    for (const e of all.items) {
+      const key = e.toState
+        ? `${e.toState}`
+        : e.message.startsWith("install-host: ")
+          ? e.message.slice(14).split(" ")[0]!
+          : null;
+      if (key && base !== null && stages[key] === undefined) stages[key] = (Date.parse(e.at) - base) / 1000;
+    }
+    report.machines[n] = {
+      stages,
+      poweredOnAt: base === null ? null : (base - t0) / 1000,
+      totals: { "power-on→host-ready": stages["host-ready"] ?? NaN },
+    };
+  }
+}
+
+async function main(): Promise<void> {
+  await step("build images", () => run(process.execPath, ["boot-images/dist/main.js", "build"]));
+  await step("lab up", () =>
+    run(process.execPath, ["lab/dist/main.js", "--state-dir", stateDir, "up", "--servers", String(servers)]),
+  );
+  await step("import images", () =>
+    run(process.execPath, [
+      "controller/dist/cli/main.js",
+      "--socket",
+      path.join(stateDir, "controller.sock"),
+      "--token-file",
+      path.join(stateDir, "controller", "admin.token"),
+      "images",
+      "import",
+    ]),
+  );
+  await step("power on", async () => {
+    for (const n of names) await client().request("POST", `/v1/machines/${n}/power`, { action: "on" });
+  });
+  await step("enlist", () => waitFor(names, "ready", "enlisting"));
+  await step("deploy", async () => {
+    for (const n of names)
+      await client().request("POST", `/v1/machines/${n}/deploy`, { image: "host-bookworm" });
+    await waitFor(names, "host-ready", "deploying");
+  });
+  await step("check libvirt", async () => {
+    for (const n of names) {
+      const m = await client().get<MachineView & { events: EventView[] }>(`/v1/machines/${n}`);
+      const reg = m.events.find((e) => e.toState === "host-ready");
+      const lv = (reg?.data as { libvirt?: { version?: string | null } } | null)?.libvirt;
+      if (!lv?.version) throw new Error(`${n}: the host did not report a libvirt daemon that answers`);
+      log(`${n}: libvirt ${lv.version}`);
+    }
+  });
+  await step("release and re-enlist", async () => {
+    await client().request("POST", `/v1/machines/${names[0]}/release`, {});
+    await waitFor([names[0]!], "ready", "releasing");
+  });
+  await collectTimings();
+  report.ok = true;
+}
+
+let failure: unknown;
+try {
+  await main();
+} catch (err) {
+  failure = err;
+  report.error = (err as Error).message;
+  log(`FAILED: ${report.error}`);
+  await collectTimings().catch(() => undefined);
+  // Keep what explains the failure before the teardown removes the lab.
+  const keep = reportFile.replace(/\.json$/, "-logs");
+  fs.mkdirSync(keep, { recursive: true });
+  for (const f of fs.existsSync(stateDir) ? fs.readdirSync(stateDir) : []) {
+    if (f.endsWith(".log")) fs.copyFileSync(path.join(stateDir, f), path.join(keep, f));
+  }
+  report.keptLogs = keep;
+} finally {
+  if (!args.keep) {
+    await step("lab down", () =>
+      run(process.execPath, ["lab/dist/main.js", "--state-dir", stateDir, "down"]),
+    ).catch((err: unknown) => log(`teardown failed: ${(err as Error).message}`));
+  }
+}
+
+const hostReady = Object.values(report.machines).map((m) => m.stages["host-ready"] ?? NaN);
+const worst = hostReady.length ? Math.max(...hostReady) : NaN;
+const target = servers === 1 ? 90 : servers <= 4 ? 180 : NaN;
+if (!Number.isNaN(target)) {
+  report.targets[`power-on→host-ready (${servers} server${servers > 1 ? "s" : ""})`] = {
+    target,
+    measured: Number.isNaN(worst) ? null : worst,
+    met: Number.isNaN(worst) ? null : worst <= target,
+  };
+}
+fs.mkdirSync(path.dirname(reportFile), { recursive: true });
+fs.writeFileSync(reportFile, JSON.stringify(report, null, 2));
+console.log("\nstage times (seconds from power-on):");
+for (const [n, m] of Object.entries(report.machines)) {
+  console.log(
+    `  ${n}: ${Object.entries(m.stages)
+      .map(([k, v]) => `${k} ${v.toFixed(1)}`)
+      .join(", ")}`,
+  );
+}
+for (const [k, v] of Object.entries(report.targets)) {
+  console.log(
+    `  target ${k}: ${v.measured === null ? "not reached" : `${v.measured.toFixed(1)} s`} (target < ${v.target} s)`,
+  );
+}
+console.log(`report: ${reportFile}`);
+process.exit(failure ? 1 : 0);
