@@ -1,0 +1,224 @@
+// One read transfer, on its own connected UDP socket (its own TID, RFC 1350 section 4).
+//
+// Sending follows RFC 7440: up to `windowsize` blocks go out, then the sender waits for an
+// ACK. An ACK for the last block sent moves the window on; an ACK for an earlier block of the
+// window means the client missed the block after it, so sending resumes right after the
+// acknowledged block. Plain RFC 1350 lock-step is the window of 1.
+//
+// Retransmission happens only on timeout, never on a duplicate ACK: answering duplicates is
+// the Sorcerer's Apprentice bug (RFC 1123 section 4.2.3.1), so an ACK for a block already
+// acknowledged is dropped.
+//
+// Block numbers are 16 bits on the wire and roll over from 65535 to 0, as tftpd-hpa, curl
+// and atftp expect; internally blocks are counted without limit and an ACK is mapped to the
+// nearest block at or after the last acknowledged one.
+
+import type { Socket } from "node:dgram";
+import { performance } from "node:perf_hooks";
+import { decodePacket, encodePacket, ErrorCode, Opcode, TftpPacketError, writeDataHeader } from "./packet.js";
+import type { TftpOption } from "./packet.js";
+import type { BlockFeeder } from "./source.js";
+
+export interface TransferParams {
+  readonly socket: Socket;
+  readonly feeder: BlockFeeder;
+  readonly blksize: number;
+  readonly windowsize: number;
+  /** Options to acknowledge first; empty means DATA block 1 goes out at once. */
+  readonly oack: readonly TftpOption[];
+  readonly timeoutMs: number;
+  readonly maxRetries: number;
+}
+
+export interface TransferResult {
+  readonly ok: boolean;
+  /** Why it failed; undefined when ok. */
+  readonly reason: string | undefined;
+  /** Data octets the client acknowledged. */
+  readonly bytes: number;
+  /** Blocks the client acknowledged. */
+  readonly blocks: number;
+  readonly retransmits: number;
+  readonly durationMs: number;
+}
+
+export class Transfer {
+  private base = 0; // last block the client acknowledged
+  private next = 1; // next block to send
+  private readonly window: Buffer[] = []; // packets of blocks base+1 .. base+window.length
+  private last: number | undefined; // number of the final block, once it is built
+  private awaitingOack: boolean;
+  private bytes = 0;
+  private retries = 0;
+  private retransmits = 0;
+  private lastProgress = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private waitingForData = false;
+  private finished = false;
+  private readonly started = performance.now();
+  private readonly oackPacket: Buffer | undefined;
+
+  constructor(
+    private readonly p: TransferParams,
+    private readonly onEnd: (result: TransferResult) => void,
+  ) {
+    this.awaitingOack = p.oack.length > 0;
+    this.oackPacket = this.awaitingOack ? encodePacket({ op: Opcode.OACK, options: p.oack }) : undefined;
+    p.socket.on("message", (msg) => this.onMessage(msg));
+    p.socket.on("error", (err) => this.finish(false, `socket error: ${err.message}`));
+  }
+
+  start(): void {
+    this.lastProgress = performance.now();
+    this.armTimer(this.p.timeoutMs);
+    if (this.oackPacket) this.p.socket.send(this.oackPacket);
+    else this.pump();
+  }
+
+  /** Stop now, telling the client why with an ERROR packet. */
+  abort(reason: string): void {
+    if (this.finished) return;
+    this.sendError(ErrorCode.NOT_DEFINED, reason);
+    this.finish(false, reason);
+  }
+
+  private onMessage(msg: Buffer): void {
+    if (this.finished) return;
+    let packet;
+    try {
+      packet = decodePacket(msg);
+    } catch (err) {
+      if (err instanceof TftpPacketError) return; // garbage on our TID: ignore, keep going
+      throw err;
+    }
+    if (packet.op === Opcode.ACK) this.onAck(packet.block);
+    else if (packet.op === Opcode.ERROR) {
+      this.finish(false, `client sent error ${packet.code}: ${packet.message.slice(0, 200)}`);
+    }
+    // Anything else on a read transfer is ignored.
+  }
+
+  private onAck(wireBlock: number): void {
+    if (this.awaitingOack) {
+      if (wireBlock !== 0) return;
+      this.awaitingOack = false;
+      this.progressed();
+      this.pump();
+      return;
+    }
+    const delta = (wireBlock - this.base) & 0xffff;
+    // delta 0: a duplicate of the last ACK; beyond the window: a block never sent. Drop both.
+    if (delta === 0 || delta > this.window.length) return;
+    for (let i = 0; i < delta; i++) this.bytes += (this.window[i] as Buffer).length - 4;
+    this.window.splice(0, delta);
+    this.base += delta;
+    this.progressed();
+    if (this.base === this.last) {
+      this.finish(true, undefined);
+      return;
+    }
+    // Whether the ACK closed the window or sat inside it, sending resumes after it.
+    this.next = this.base + 1;
+    this.pump();
+  }
+
+  private progressed(): void {
+    this.retries = 0;
+    this.lastProgress = performance.now();
+  }
+
+  /** Send blocks next .. base+windowsize, building the ones not sent before. */
+  private pump(): void {
+    if (this.finished || this.awaitingOack || this.waitingForData) return;
+    const { socket, feeder, blksize } = this.p;
+    const limit = this.base + this.p.windowsize;
+    while (this.next <= limit && (this.last === undefined || this.next <= this.last)) {
+      let packet = this.window[this.next - this.base - 1];
+      if (packet === undefined) {
+        if (!feeder.ready(blksize)) {
+          this.waitingForData = true;
+          feeder.wait(() => {
+            this.waitingForData = false;
+            this.pump();
+          });
+          return;
+        }
+        if (feeder.error) {
+          this.abort("read error");
+          return;
+        }
+        packet = Buffer.allocUnsafe(4 + blksize);
+        const n = feeder.take(packet, 4, blksize);
+        if (n < blksize) {
+          packet = packet.subarray(0, 4 + n);
+          this.last = this.next;
+        }
+        writeDataHeader(packet, this.next & 0xffff);
+        this.window.push(packet);
+      }
+      socket.send(packet);
+      this.next++;
+    }
+  }
+
+  private armTimer(ms: number): void {
+    this.timer = setTimeout(() => this.onTimer(), ms);
+  }
+
+  private onTimer(): void {
+    if (this.finished) return;
+    const idle = performance.now() - this.lastProgress;
+    if (idle < this.p.timeoutMs) {
+      this.armTimer(this.p.timeoutMs - idle);
+      return;
+    }
+    if (this.retries >= this.p.maxRetries) {
+      this.abort("timed out");
+      return;
+    }
+    this.retries++;
+    this.lastProgress = performance.now();
+    this.armTimer(this.p.timeoutMs);
+    if (this.awaitingOack) {
+      this.retransmits++;
+      this.p.socket.send(this.oackPacket as Buffer);
+      return;
+    }
+    // Resend the whole outstanding window (RFC 7440 section 4).
+    this.retransmits += Math.max(1, this.next - this.base - 1);
+    this.next = this.base + 1;
+    this.pump();
+  }
+
+  private sendError(code: number, message: string): void {
+    try {
+      this.p.socket.send(encodePacket({ op: Opcode.ERROR, code, message }));
+    } catch {
+      // the socket may already be closed; nothing more to tell the client
+    }
+  }
+
+  private finish(ok: boolean, reason: string | undefined): void {
+    if (this.finished) return;
+    this.finished = true;
+    clearTimeout(this.timer);
+    this.p.feeder.close();
+    this.window.length = 0;
+    // Close after pending sends (the final ERROR, if any) have been handed to the kernel.
+    setImmediate(() => {
+      try {
+        this.p.socket.close();
+      } catch {
+        // already closed
+      }
+    });
+    this.onEnd({
+      ok,
+      reason,
+      bytes: this.bytes,
+      blocks: this.base,
+      retransmits: this.retransmits,
+      durationMs: performance.now() - this.started,
+    });
+  }
+}
