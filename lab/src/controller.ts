@@ -9,7 +9,7 @@
 // when its --help lists them, so this works while the daemon is being written).
 import { existsSync, mkdirSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
-import { NETWORK, labPaths, type LabConfig } from "./config.js";
+import { labPaths, type LabConfig } from "./config.js";
 import type { LabSystem } from "./exec.js";
 import { recordProcess, type ProcessRecord } from "./procs.js";
 
@@ -23,7 +23,6 @@ export function controllerArgs(config: LabConfig, help: string): string[] {
     ["--data-dir", paths.controllerData],
     ["--socket", paths.controllerSocket],
     ["--dhcp-interface", config.bridge],
-    ["--listen-address", NETWORK.ipv4],
   ];
   return wanted.filter(([flag]) => help.includes(flag)).flat();
 }

@@ -215,6 +215,7 @@ describe.skipIf(!canRun())("the virtual lab", () => {
       // One server.
       const on1 = Date.now();
       await driver.on(srv1);
+      const started1 = Date.now() - on1;
       expect(await driver.status(srv1)).toBe("on");
       const oneServer = (await dhcp.first("52:54:00:77:00:01", on1, 120_000)) - on1;
       await driver.off(srv1);
@@ -292,7 +293,8 @@ describe.skipIf(!canRun())("the virtual lab", () => {
 
       console.log(
         `[lab measurements] accel=${accel.accel} (${accel.reason}); up=${upSeconds.toFixed(1)} s; ` +
-          `power-on → first DHCP request on the bridge: 1 server ${(oneServer / 1000).toFixed(2)} s; ` +
+          `power-on → first DHCP request on the bridge: 1 server ${(oneServer / 1000).toFixed(2)} s ` +
+          `(driver.on returned after ${(started1 / 1000).toFixed(2)} s); ` +
           `2 servers ${twoServers.map((x) => (x / 1000).toFixed(2)).join(" s, ")} s`,
       );
     },
