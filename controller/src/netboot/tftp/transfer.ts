@@ -13,14 +13,21 @@
 // and atftp expect; internally blocks are counted without limit and an ACK is mapped to the
 // nearest block at or after the last acknowledged one.
 
-import type { Socket } from "node:dgram";
 import { performance } from "node:perf_hooks";
 import { decodePacket, encodePacket, ErrorCode, Opcode, TftpPacketError, writeDataHeader } from "./packet.js";
 import type { TftpOption } from "./packet.js";
 import type { BlockFeeder } from "./source.js";
 
+/** What a transfer needs of its socket: a node:dgram Socket connected to the client fits. */
+export interface TransferSocket {
+  send(msg: Buffer): void;
+  on(event: "message", listener: (msg: Buffer) => void): unknown;
+  on(event: "error", listener: (err: Error) => void): unknown;
+  close(): void;
+}
+
 export interface TransferParams {
-  readonly socket: Socket;
+  readonly socket: TransferSocket;
   readonly feeder: BlockFeeder;
   readonly blksize: number;
   readonly windowsize: number;
