@@ -166,7 +166,11 @@ describe("tftp packet codec under fuzzing", () => {
       if (i % 2 === 0) {
         wire = Buffer.alloc(Math.floor(rand() * 64));
         for (let j = 0; j < wire.length; j++) wire[j] = Math.floor(rand() * 256);
-        if (wire.length >= 2 && rand() < 0.7) ((wire[0] = 0), (wire[1] = 1 + Math.floor(rand() * 6)));
+        if (wire.length >= 2 && rand() < 0.7) {
+          // Mostly valid opcodes, so the decoders behind them get exercised.
+          wire[0] = 0;
+          wire[1] = 1 + Math.floor(rand() * 6);
+        }
       } else {
         wire = Buffer.from(seeds[i % seeds.length] as Buffer);
         const flips = 1 + Math.floor(rand() * 4);
