@@ -41,9 +41,10 @@ function deps(
   e: InstallEnv,
   controller: FakeController,
   over: Partial<MaintenanceDeps> = {},
-): MaintenanceDeps & { clock: ReturnType<typeof fastClock> } {
+): MaintenanceDeps & { sleeps: number[] } {
   const clock = fastClock();
   return {
+    sleeps: clock.sleeps,
     config: { mode: "maintenance", controllerUrl: controller.url, nonce: NONCE },
     client: new ControllerClient({ baseUrl: controller.url, clock, retry: { attempts: 2, baseMs: 10 } }),
     log: e.log,
