@@ -116,7 +116,9 @@ async function serveRpc() {
       { datamodels: datamodels.length > 0 ? datamodels : undefined },
       (/** @type {string} */ line) => process.stderr.write(line + "\n"),
       adapter,
-    );
+    ).catch((error) => {
+      throw originalError(error, adapter.errorRegistry);
+    });
     // The engine connects while it is constructed.
     if (!connection) throw new Error("The schema engine did not connect to the database.");
     return { engine, provider, connection, errors: adapter.errorRegistry };
@@ -166,11 +168,7 @@ async function serveRpc() {
       // Called on the engine itself: the bindings read the instance pointer from `this`.
       return await handler.call(engine, params);
     } catch (error) {
-      // An exception thrown by JavaScript code under the adapter reaches us as
-      // "External error id#N"; the adapter binding kept the original.
-      const id = /External error id#(\d+)/.exec(describe(error))?.[1];
-      const original = id === undefined ? undefined : errors.consumeError(Number(id));
-      throw original ? original.error : error;
+      throw originalError(error, errors);
     }
   };
 
@@ -204,7 +202,21 @@ async function serveRpc() {
     });
   });
   await new Promise((resolve) => lines.on("close", () => resolve(undefined)));
+  // A CLI that went away will not acknowledge what we printed.
+  for (const acknowledged of awaitingCli.values()) acknowledged();
   await queue;
   // Driver pools (PostgreSQL) keep timers alive; the CLI waits for this process to exit.
   process.exit(0);
+}
+
+/**
+ * An exception thrown by JavaScript code under the adapter (a provider's own check, a driver
+ * failure) reaches us from the engine as "External error id#N"; the adapter binding kept the
+ * original, whose message is the one worth showing.
+ * @param {unknown} error
+ * @param {import("@prisma/driver-adapter-utils").ErrorRegistry} registry
+ */
+function originalError(error, registry) {
+  const id = /External error id#(\d+)/.exec(describe(error))?.[1];
+  return (id === undefined ? undefined : registry.consumeError(Number(id)))?.error ?? error;
 }

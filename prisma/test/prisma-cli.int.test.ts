@@ -33,12 +33,16 @@ interface Run {
   output: string;
 }
 
-/** Runs the CLI to completion (or kills it after a minute: a hang is a failure too). */
+/** Runs the CLI to completion, or kills it after two minutes: a hang is a failure too. */
 function prisma(args: string[], options: { db: string; cwd?: string }): Promise<Run> {
   const env: NodeJS.ProcessEnv = { ...process.env, DATABASE_URL: `file:${options.db}` };
   delete env["PRISMA_SCHEMA_ENGINE_BINARY"];
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cli, ...args], { cwd: options.cwd ?? repo, env, timeout: 60_000 });
+    const child = spawn(process.execPath, [cli, ...args], {
+      cwd: options.cwd ?? repo,
+      env,
+      timeout: 120_000,
+    });
     let output = "";
     child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
     child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()));
@@ -88,7 +92,10 @@ afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-describe("prisma CLI with the repository's config", () => {
+// Each CLI run takes a few seconds, several times that on a loaded machine.
+const slow = { timeout: 600_000 };
+
+describe("prisma CLI with the repository's config", slow, () => {
   it("validates the schema and reports the engine", async () => {
     const db = path.join(dir, "none.db");
     expect((await prisma(["validate"], { db })).code).toBe(0);
@@ -174,7 +181,7 @@ describe("prisma CLI with the repository's config", () => {
   });
 });
 
-describe("prisma CLI in a scratch copy of the project", () => {
+describe("prisma CLI in a scratch copy of the project", slow, () => {
   let project: string;
   beforeAll(() => {
     project = path.join(dir, "project");
