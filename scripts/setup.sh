@@ -49,4 +49,9 @@ fi
 
 log "generating the Prisma client and building"
 npm run --silent build
+# npm links workspace bins only to files that exist; they exist once built.
+npm rebuild --ignore-scripts @weft/controller @weft/lab @weft/boot-images @weft/agent >/dev/null
+# The development database the Prisma CLI points at (prisma.config.ts), migrated, so that
+# `npx prisma migrate status` answers on a fresh clone.
+npx prisma migrate deploy >/dev/null
 log "setup done"
