@@ -282,7 +282,7 @@ async function stopLeftovers(config: LabConfig, kinds: readonly LeftoverKind[]):
 }
 
 export interface DownOptions {
-  /** Also delete logs and the accelerator cache, and the state directory itself. */
+  /** Also delete logs, the accelerator and QEMU capabilities caches, and the state directory itself. */
   purge: boolean;
 }
 
@@ -340,9 +340,12 @@ export async function down(sys: LabSystem, rawConfig: LabConfig, opts: DownOptio
         if (full === paths.lock || keep.has(full) || (!opts.purge && entry.endsWith(".console.log")))
           continue;
         if (!opts.purge && entry === "libvirt") {
-          // keep the daemons' own logs, drop the rest of the daemon's tree
-          for (const sub of readdirSync(full))
-            if (!sub.endsWith(".log")) rmSync(`${full}/${sub}`, { recursive: true, force: true });
+          // Keep the daemons' own logs and libvirt's QEMU capabilities cache (without it
+          // the next libvirtd spends about 10 s probing QEMU); drop the rest of its tree.
+          for (const sub of readdirSync(full)) {
+            if (!sub.endsWith(".log") && sub !== "cache")
+              rmSync(`${full}/${sub}`, { recursive: true, force: true });
+          }
           continue;
         }
         rmSync(full, { recursive: true, force: true });
@@ -350,7 +353,7 @@ export async function down(sys: LabSystem, rawConfig: LabConfig, opts: DownOptio
       removed.push(
         opts.purge
           ? `state directory ${config.stateDir}`
-          : `state in ${config.stateDir} (logs and accelerator cache kept)`,
+          : `state in ${config.stateDir} (logs, accelerator and QEMU capabilities caches kept)`,
       );
     }
     return { removed, wasUp: state !== undefined };
