@@ -4,7 +4,8 @@ import { createExec } from "../src/exec.js";
 import { memoryLogger } from "../src/log.js";
 import { stubRunner, UnstubbedCommandError } from "./helpers/exec.js";
 
-describe("the exec door", () => {
+// Real sockets, files and processes: generous timeouts for a loaded CI machine.
+describe("the exec door", { timeout: 30_000 }, () => {
   it("logs the command line, exit code and duration", async () => {
     const log = memoryLogger();
     const stub = stubRunner().stub("sgdisk -i 1 /dev/vda", { stdout: "ok\n" });

@@ -36,7 +36,8 @@ afterEach(async () => {
   ctl = undefined;
 });
 
-describe("host mode", () => {
+// Real sockets, files and processes: generous timeouts for a loaded CI machine.
+describe("host mode", { timeout: 30_000 }, () => {
   it("measures capacity from the fixture tree, libvirt through virsh, and the default-route address", async () => {
     const stub = stubRunner().stub(VIRSH, { stdout: virshOut });
     const reg = await collectHostRegistration({

@@ -47,7 +47,8 @@ const opts = (
   ...extra,
 });
 
-describe("streaming a gzip image to a device", () => {
+// Real sockets, files and processes: generous timeouts for a loaded CI machine.
+describe("streaming a gzip image to a device", { timeout: 30_000 }, () => {
   it("writes the decompressed bytes and checks the sha256 of the compressed ones", async () => {
     server = await serveImage(gz);
     const path = await target("plain");

@@ -19,7 +19,8 @@ afterEach(async () => {
   env = undefined;
 });
 
-describe("install-host with a stubbed exec", () => {
+// Real sockets, files and processes: generous timeouts for a loaded CI machine.
+describe("install-host with a stubbed exec", { timeout: 30_000 }, () => {
   it("runs the exact partition, check, mount and bootloader commands, in order", async () => {
     env = await installEnv({ imageHas: "kernel" });
     server = await serveImage(env.gz);

@@ -59,7 +59,8 @@ function deps(
   };
 }
 
-describe("maintenance mode against a fake controller", () => {
+// Real sockets, files and processes: generous timeouts for a loaded CI machine.
+describe("maintenance mode against a fake controller", { timeout: 30_000 }, () => {
   it("enlists with the nonce, runs the install command from a heartbeat, reports RUNNING…SUCCEEDED, then reboots", async () => {
     env = await installEnv({ imageHas: "kernel" });
     img = await serveImage(env.gz);

@@ -55,7 +55,8 @@ describe("qcow2 check", () => {
   });
 });
 
-describe("qcow2 check with the real qemu-img", () => {
+// Real sockets, files and processes: generous timeouts for a loaded CI machine.
+describe("qcow2 check with the real qemu-img", { timeout: 30_000 }, () => {
   let dir: string;
   beforeAll(async () => {
     dir = await tempDir();

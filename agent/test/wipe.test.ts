@@ -70,7 +70,7 @@ beforeEach(async () => {
     },
     progress: () => undefined,
   };
-});
+}, 30_000);
 afterEach(async () => {
   expect(stub.unstubbed).toEqual([]);
   await cleanup(dir);
@@ -78,7 +78,8 @@ afterEach(async () => {
 
 const zeroed = (b: Buffer): boolean => b.every((x) => x === 0);
 
-describe("wipe", () => {
+// Real sockets, files and processes: generous timeouts for a loaded CI machine.
+describe("wipe", { timeout: 30_000 }, () => {
   it("wipes partition signatures, then the disk, zaps GPT and zeroes the first and last MiB", async () => {
     const out = await wipeDisks({ disks: ["vda"] }, ctx);
     expect(out).toEqual({ message: "wiped vda" });
