@@ -58,7 +58,7 @@ describe("PrismaLeaseStore", () => {
         { mac: "aa:00:00:00:00:09", clientId: "01aa" },
         { state: "bound", expiresAt: later(10) },
       ),
-    ).toMatchObject({ state: "bound" });
+    ).toBe(true);
   });
 
   it("declines: nobody holds the address until the hold ends", async () => {

@@ -110,16 +110,16 @@ export class PrismaLeaseStore implements LeaseStore {
       data: { ...data, ...(lease.machineId !== null ? { machineId: lease.machineId } : {}) },
     });
     if (count === 0) return undefined;
-    return this.get(lease.ip);
+    // The row now holds exactly what was written; no second round trip to read it back.
+    return { ...lease };
   }
 
-  async update(ip: string, client: ClientKey, patch: LeasePatch): Promise<Lease | undefined> {
+  async update(ip: string, client: ClientKey, patch: LeasePatch): Promise<boolean> {
     const { count } = await this.db.lease.updateMany({
       where: { AND: [{ ip }, ownerWhere(client), { state: { not: "declined" } }] },
       data: patch,
     });
-    if (count === 0) return undefined;
-    return this.get(ip);
+    return count > 0;
   }
 
   async decline(ip: string, client: ClientKey, until: Date): Promise<boolean> {

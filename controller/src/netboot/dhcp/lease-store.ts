@@ -63,8 +63,8 @@ export interface LeaseStore {
    * Returns the stored lease, or undefined when another client holds the address.
    */
   claim(lease: Lease, now: Date): Promise<Lease | undefined>;
-  /** Change a lease the client holds (not declined); undefined when it does not hold it. */
-  update(ip: string, client: ClientKey, patch: LeasePatch): Promise<Lease | undefined>;
+  /** Change a lease the client holds (not declined); false when it does not hold it. */
+  update(ip: string, client: ClientKey, patch: LeasePatch): Promise<boolean>;
   /** Mark an address the client held as declined until `until` (RFC 2131 section 4.3.3). */
   decline(ip: string, client: ClientKey, until: Date): Promise<boolean>;
 }
@@ -105,12 +105,11 @@ export class MemoryLeaseStore implements LeaseStore {
     return { ...row };
   }
 
-  async update(ip: string, client: ClientKey, patch: LeasePatch): Promise<Lease | undefined> {
+  async update(ip: string, client: ClientKey, patch: LeasePatch): Promise<boolean> {
     const existing = this.rows.get(ip);
-    if (!existing || existing.state === "declined" || !ownedBy(existing, client)) return undefined;
-    const row: Lease = { ...existing, ...patch };
-    this.rows.set(ip, row);
-    return { ...row };
+    if (!existing || existing.state === "declined" || !ownedBy(existing, client)) return false;
+    this.rows.set(ip, { ...existing, ...patch });
+    return true;
   }
 
   async decline(ip: string, client: ClientKey, until: Date): Promise<boolean> {

@@ -151,6 +151,7 @@ interface Ctx {
 }
 
 const DEFAULT_LEASE = 3600;
+const KNOWN_CACHE_MS = 10_000;
 
 export class DhcpServer {
   private readonly o: DhcpServerOptions;
@@ -163,6 +164,8 @@ export class DhcpServer {
   /** Per-client chains so one client's retransmissions are handled in order. */
   private readonly chains = new Map<string, Promise<unknown>>();
   private readonly seenPxe = new Set<string>();
+  /** isKnown() answers for a few seconds, so a DISCOVER and its REQUEST ask the store once. */
+  private readonly knownCache = new Map<string, { known: boolean; until: number }>();
   private readonly serverIp: number;
 
   constructor(options: DhcpServerOptions) {
@@ -398,8 +401,17 @@ export class DhcpServer {
       known: false,
       serverAddress: this.o.serverAddress,
     };
-    if (!isPxeClient(req)) req.known = await this.machines.isKnown(mac);
+    if (!isPxeClient(req)) req.known = await this.isKnown(mac, ctx.now);
     return decideBoot(this.o.boot, req, { proxy });
+  }
+
+  private async isKnown(mac: string, now: Date): Promise<boolean> {
+    const hit = this.knownCache.get(mac);
+    if (hit && hit.until > now.getTime()) return hit.known;
+    const known = await this.machines.isKnown(mac);
+    if (this.knownCache.size > 10_000) this.knownCache.clear();
+    this.knownCache.set(mac, { known, until: now.getTime() + KNOWN_CACHE_MS });
+    return known;
   }
 
   // ---- full mode ------------------------------------------------------------------------
@@ -561,17 +573,17 @@ export class DhcpServer {
     if (reservation && reservation.ip !== ip) return this.nak(ctx, `client is reserved ${reservation.ip}`);
     if (!reservation && !this.inPool(ctx.subnet, n)) return this.nak(ctx, `${ip} is not in the pool`);
     const want = this.leaseFor(ctx, ip, "bound", reservation !== undefined);
-    const got =
+    const held =
       (await store.update(ip, ctx.client, {
         state: "bound",
         expiresAt: want.expiresAt,
         hostname: want.hostname,
-      })) ?? (await store.claim(want, ctx.now));
-    if (!got) return this.nak(ctx, `${ip} is held by another client`);
+      })) || (await store.claim(want, ctx.now)) !== undefined;
+    if (!held) return this.nak(ctx, `${ip} is held by another client`);
     ctx.subnet.taken.add(n);
     const boot = await this.bootFor(ctx, false);
     ctx.log.info({ ip, phase, boot: boot.kind }, "dhcp ack");
-    return this.reply(ctx, MessageType.Ack, { yiaddr: ip, lease: true, boot, hostname: got.hostname });
+    return this.reply(ctx, MessageType.Ack, { yiaddr: ip, lease: true, boot, hostname: want.hostname });
   }
 
   /** The client took another server's offer: free the address we held for it. */
@@ -613,11 +625,11 @@ export class DhcpServer {
     if (opts.serverId !== undefined && opts.serverId !== this.o.serverAddress) {
       return new Refusal(`RELEASE for server ${opts.serverId}`, "debug");
     }
-    const got = await (this.o.leases as LeaseStore).update(msg.ciaddr, ctx.client, {
+    const released = await (this.o.leases as LeaseStore).update(msg.ciaddr, ctx.client, {
       state: "released",
       expiresAt: ctx.now,
     });
-    if (!got) return new Refusal(`RELEASE of ${msg.ciaddr}, which the client does not hold`);
+    if (!released) return new Refusal(`RELEASE of ${msg.ciaddr}, which the client does not hold`);
     ctx.subnet.taken.delete(ipToInt(msg.ciaddr) ?? 0);
     ctx.log.info({ ip: msg.ciaddr }, "dhcp release");
     return undefined;
