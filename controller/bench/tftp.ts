@@ -1,0 +1,289 @@
+// TFTP throughput on loopback: Weft against tftpd-hpa and atftpd, all fetched by the same
+// client (atftp), at blksize 512, 1468, and 1468 with windowsize 16.
+//
+//   npx tsx controller/bench/tftp.ts [--size MiB] [--reps N]
+//
+// Weft runs in this process; the C servers run as child processes on free loopback ports.
+// tftpd-hpa is not installed (it conflicts with atftpd): its package is downloaded with
+// `apt-get download` and unpacked with `dpkg-deb -x` into a cache directory under the temp
+// directory, once. Runs are interleaved server by server so that load from elsewhere on the
+// machine falls on all of them alike; the table shows the median and the best of the runs.
+// Every process started here is stopped by its PID, including on Ctrl-C.
+
+import { execFile, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { createSocket } from "node:dgram";
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { loadavg, tmpdir } from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { TftpServer } from "../src/netboot/tftp/index.js";
+import type { TftpTransferEvent } from "../src/netboot/tftp/index.js";
+import { decodePacket, encodePacket, Opcode } from "../src/netboot/tftp/packet.js";
+
+const HOST = "127.0.0.1";
+const FILE = "bench.bin";
+const CLIENT_TIMEOUT_MS = 120_000;
+
+const { values: flags } = parseArgs({
+  options: {
+    size: { type: "string", default: "64" },
+    reps: { type: "string", default: "5" },
+    verbose: { type: "boolean", default: false },
+  },
+});
+const sizeMiB = Number(flags.size);
+const reps = Number(flags.reps);
+const verbose = flags.verbose;
+if (!(sizeMiB > 0 && sizeMiB <= 1024 && reps > 0 && reps <= 20)) {
+  console.error("usage: tftp.ts [--size MiB (1..1024)] [--reps N (1..20)]");
+  process.exit(2);
+}
+
+interface Setting {
+  readonly name: string;
+  readonly options: readonly string[];
+}
+const settings: Setting[] = [
+  { name: "blksize 512", options: [] },
+  { name: "blksize 1468", options: ["blksize 1468"] },
+  { name: "1468 + window 16", options: ["blksize 1468", "windowsize 16"] },
+];
+
+interface Server {
+  readonly name: string;
+  port: number;
+  /** Why this server is not measured, when it is not. */
+  skipped?: string;
+}
+
+const children = new Set<ChildProcess>();
+
+function stopChild(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) {
+      children.delete(child);
+      resolve();
+      return;
+    }
+    const killer = setTimeout(() => process.kill(child.pid as number, "SIGKILL"), 2000);
+    child.once("exit", () => {
+      clearTimeout(killer);
+      children.delete(child);
+      resolve();
+    });
+    process.kill(child.pid, "SIGTERM");
+  });
+}
+
+process.once("SIGINT", () => {
+  for (const child of children) if (child.pid !== undefined) process.kill(child.pid, "SIGKILL");
+  process.exit(130);
+});
+
+function exec(
+  cmd: string,
+  args: string[],
+  cwd?: string,
+  timeout = 120_000,
+): Promise<{ code: number; out: string }> {
+  return new Promise((resolve) => {
+    execFile(cmd, args, { cwd, timeout }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === "number" ? err.code : -1) : 0;
+      resolve({ code, out: `${stdout}${stderr}` });
+    });
+  });
+}
+
+async function freePort(): Promise<number> {
+  const s = createSocket("udp4");
+  await new Promise<void>((r) => s.bind(0, HOST, r));
+  const port = s.address().port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+/** Resolves once the server at `port` answers a read request for `name`. */
+async function waitReady(port: number, name: string, timeoutMs = 5000): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  const s = createSocket("udp4");
+  await new Promise<void>((r) => s.bind(0, HOST, r));
+  try {
+    while (Date.now() < deadline) {
+      const answered = await new Promise<boolean>((resolve) => {
+        const t = setTimeout(() => resolve(false), 200);
+        s.once("message", (msg) => {
+          clearTimeout(t);
+          try {
+            resolve(decodePacket(msg).op === Opcode.DATA);
+          } catch {
+            resolve(false);
+          }
+        });
+        s.send(encodePacket({ op: Opcode.RRQ, filename: name, mode: "octet", options: [] }), port, HOST);
+      });
+      if (answered) return true;
+    }
+    return false;
+  } finally {
+    s.close();
+  }
+}
+
+/** The tftpd-hpa binary, unpacked from its Debian package into a cache directory. */
+async function tftpdHpa(): Promise<string> {
+  const cache = path.join(tmpdir(), "weft-bench-cache", "tftpd-hpa");
+  const binary = path.join(cache, "usr", "sbin", "in.tftpd");
+  if (existsSync(binary)) return binary;
+  const work = await mkdtemp(path.join(tmpdir(), "weft-bench-deb-"));
+  try {
+    const dl = await exec("apt-get", ["download", "tftpd-hpa"], work);
+    const deb = (await readdir(work)).find((f) => f.endsWith(".deb"));
+    if (deb === undefined) throw new Error(`apt-get download tftpd-hpa failed: ${dl.out.trim().slice(-300)}`);
+    await mkdir(cache, { recursive: true });
+    const x = await exec("dpkg-deb", ["-x", path.join(work, deb), cache]);
+    if (x.code !== 0 || !existsSync(binary)) throw new Error(`dpkg-deb -x failed: ${x.out.trim()}`);
+    return binary;
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+async function startChild(name: string, cmd: string, args: string[], port: number): Promise<ChildProcess> {
+  const child = spawn(cmd, args, { stdio: ["ignore", "ignore", "pipe"] });
+  children.add(child);
+  let stderr = "";
+  child.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
+  if (!(await waitReady(port, "ready"))) {
+    await stopChild(child);
+    throw new Error(`${name} did not answer on port ${port}: ${stderr.trim().slice(0, 300)}`);
+  }
+  return child;
+}
+
+async function fetchOnce(port: number, setting: Setting): Promise<number | undefined> {
+  const args = ["--get", "-r", FILE, "-l", "/dev/null", ...setting.options.flatMap((o) => ["--option", o])];
+  const started = process.hrtime.bigint();
+  const res = await exec("atftp", [...args, HOST, String(port)], undefined, CLIENT_TIMEOUT_MS);
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  if (res.code !== 0) {
+    console.error(`  atftp failed on port ${port} (${setting.name}): ${res.out.trim().slice(-200)}`);
+    return undefined;
+  }
+  return sizeMiB / seconds;
+}
+
+function median(xs: number[]): number | undefined {
+  if (xs.length === 0) return undefined;
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid] : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+}
+
+async function main(): Promise<void> {
+  const dir = await mkdtemp(path.join(tmpdir(), "weft-bench-tftp-"));
+  const root = path.join(dir, "root");
+  await mkdir(root);
+  await writeFile(path.join(root, FILE), randomBytes(sizeMiB * 1024 * 1024));
+  await writeFile(path.join(root, "ready"), "ok");
+
+  const weft = new TftpServer({ root, host: HOST, port: 0 });
+  const weftEvents: TftpTransferEvent[] = [];
+  weft.on("transfer-complete", (e) => weftEvents.push(e));
+  const servers: Server[] = [{ name: "weft", port: (await weft.listen()).port }];
+
+  const hpa: Server = { name: "tftpd-hpa", port: 0 };
+  try {
+    const binary = await tftpdHpa();
+    hpa.port = await freePort();
+    await startChild(
+      "tftpd-hpa",
+      binary,
+      ["--foreground", "--listen", "--address", `${HOST}:${hpa.port}`, "--secure", "--user", "root", root],
+      hpa.port,
+    );
+  } catch (err) {
+    hpa.skipped = (err as Error).message;
+  }
+  servers.push(hpa);
+
+  const atftpd: Server = { name: "atftpd", port: 0 };
+  try {
+    atftpd.port = await freePort();
+    // atftpd drops to nobody by default, and the bench root is private to this user.
+    await startChild(
+      "atftpd",
+      "/usr/sbin/atftpd",
+      [
+        ...["--daemon", "--no-fork", "--port", String(atftpd.port), "--bind-address", HOST],
+        ...["--user", "root", "--group", "root", "--logfile", "/dev/null", root],
+      ],
+      atftpd.port,
+    );
+  } catch (err) {
+    atftpd.skipped = (err as Error).message;
+  }
+  servers.push(atftpd);
+
+  const live = servers.filter((s) => s.skipped === undefined);
+  const results = new Map<string, number[]>(); // "server|setting" -> MiB/s
+  const load0 = loadavg()[0] ?? 0;
+  console.error(`bench: ${sizeMiB} MiB, ${reps} runs each, servers: ${live.map((s) => s.name).join(", ")}`);
+  try {
+    for (const setting of settings) {
+      for (let r = 0; r < reps; r++) {
+        for (const server of live) {
+          const mibs = await fetchOnce(server.port, setting);
+          if (mibs === undefined) continue;
+          if (verbose) console.error(`  ${setting.name} ${server.name}: ${mibs.toFixed(1)} MiB/s`);
+          const key = `${server.name}|${setting.name}`;
+          results.set(key, [...(results.get(key) ?? []), mibs]);
+        }
+      }
+      console.error(`  done: ${setting.name}`);
+    }
+  } finally {
+    await weft.close();
+    for (const child of [...children]) await stopChild(child);
+    await rm(dir, { recursive: true, force: true });
+  }
+
+  const wrongSize = weftEvents.filter((e) => e.file === FILE && e.bytes !== sizeMiB * 1024 * 1024);
+  if (wrongSize.length > 0) console.error(`WARNING: ${wrongSize.length} Weft transfers were short`);
+  const retransmits = weftEvents.reduce((n, e) => n + e.retransmits, 0);
+
+  const fmt = (xs: number[] | undefined) => {
+    if (xs === undefined || xs.length === 0) return "—";
+    return `${(median(xs) as number).toFixed(1)} (${Math.max(...xs).toFixed(1)})`;
+  };
+  const header = ["setting", ...servers.map((s) => s.name), "Weft / best C"];
+  const rows: string[][] = [];
+  for (const setting of settings) {
+    const row = [setting.name];
+    for (const server of servers)
+      row.push(server.skipped ? "skipped" : fmt(results.get(`${server.name}|${setting.name}`)));
+    const weftMedian = median(results.get(`weft|${setting.name}`) ?? []);
+    const cMedians = servers
+      .filter((s) => s.name !== "weft")
+      .map((s) => median(results.get(`${s.name}|${setting.name}`) ?? []))
+      .filter((x): x is number => x !== undefined);
+    const best = cMedians.length > 0 ? Math.max(...cMedians) : undefined;
+    row.push(weftMedian !== undefined && best !== undefined ? `${(weftMedian / best).toFixed(2)}×` : "—");
+    rows.push(row);
+  }
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i] as number)).join(" | ")} |`;
+  console.log(`TFTP on loopback, ${sizeMiB} MiB file, client atftp; MiB/s median (best) of ${reps} runs`);
+  console.log(line(header));
+  console.log(`|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`);
+  for (const row of rows) console.log(line(row));
+  for (const s of servers) if (s.skipped) console.log(`${s.name} skipped: ${s.skipped}`);
+  console.log(`Weft retransmissions during the bench: ${retransmits}`);
+  console.log(
+    `load average at start ${load0.toFixed(2)}, at end ${(loadavg()[0] ?? 0).toFixed(2)} (2 cores)`,
+  );
+}
+
+await main();
