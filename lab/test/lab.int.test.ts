@@ -336,6 +336,39 @@ describe.skipIf(!canRun())("the virtual lab", () => {
     expect(repaired.servers.map((s) => s.name)).toEqual(["srv1"]);
     expect(readState(paths.state)?.phase).toBe("up");
     expect((await up(realSystem, config, opts)).alreadyUp).toBe(true);
+
+    // The controller hook: when the controller is built, `up` starts it in the namespace
+    // with its API socket reachable from here, and `down` stops it.
+    const entry = path.join(ROOT, "controller/dist/main.js");
+    const withController = await up(realSystem, config, { ...opts, controllerEntry: entry });
+    if (withController.controller.started) {
+      expect(readState(paths.state)?.processes["controller"]?.pid).toBe(
+        withController.controller.process.pid,
+      );
+      const deadline = Date.now() + 20_000;
+      while (!existsSync(paths.controllerSocket) && Date.now() < deadline) await sleep(200);
+      expect(existsSync(paths.controllerSocket)).toBe(true);
+      const res = await execa(
+        "curl",
+        [
+          "-s",
+          "-o",
+          "/dev/null",
+          "-w",
+          "%{http_code}",
+          "--unix-socket",
+          paths.controllerSocket,
+          "http://lab/",
+        ],
+        {
+          reject: false,
+        },
+      );
+      expect(res.stdout).toMatch(/^[1-5]\d\d$/);
+    } else {
+      console.log(`[lab] controller hook skipped: ${withController.controller.reason}`);
+    }
+
     const all = Object.values(readState(paths.state)?.processes ?? {});
     await down(realSystem, config, { purge: true });
     await expectNothingLeft(all);
