@@ -88,7 +88,11 @@ export class CommandRunner {
     this.seen.add(command.id);
     this.running.add(command.id);
     this.opts.log.info("command accepted", { id: command.id, kind: command.kind });
-    this.queue = this.queue.then(() => this.run(command));
+    this.queue = this.queue
+      .then(() => this.run(command))
+      .catch((err: unknown) =>
+        this.opts.log.error("command runner error", { id: command.id, error: String(err) }),
+      );
   }
 
   private refuse(parsed: Extract<ParsedCommand, { ok: false }>): void {
@@ -159,7 +163,11 @@ export class CommandRunner {
     this.running.delete(command.id);
     if (outcome.then === "reboot") {
       clog.info("rebooting");
-      await this.opts.reboot();
+      try {
+        await this.opts.reboot();
+      } catch (err) {
+        clog.error("reboot failed", { error: (err as Error).message });
+      }
     }
   }
 }

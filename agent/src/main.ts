@@ -6,7 +6,7 @@
 // line `weft.url= weft.nonce= weft.mode=`; /proc/cmdline is read too) and restarts the agent
 // when it exits. Host OS: systemd starts it; /etc/weft/agent.json selects host mode.
 //
-//   weft-agent [--mode=maintenance|host] [--url=URL] [--nonce=NONCE] [--config=PATH]
+//   weft-agent [--mode=maintenance|host] [--url=URL] [--nonce=NONCE] [--config=PATH] [--state-dir=DIR]
 //   weft-agent inventory      print the inventory as JSON and exit
 //
 // Exit codes: 0 stopped by a signal, 1 fatal error, 2 bad configuration, 3 refused by the
@@ -15,7 +15,7 @@ console.log("weft-agent: starting");
 
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { uptime } from "node:os";
-import { dirname } from "node:path";
+import { dirname, join } from "node:path";
 import { systemClock } from "./clock.js";
 import { ControllerClient } from "./client.js";
 import { resolveConfig } from "./config.js";
@@ -27,7 +27,8 @@ import { collectAddresses, collectInventory } from "./inventory.js";
 import { consoleLogger } from "./log.js";
 import { runMaintenance, type TokenStore } from "./maintenance.js";
 
-const TOKEN_FILE = "/run/weft/agent-token.json";
+/** Survives an agent restart in the maintenance OS (tmpfs), not a reboot. */
+const DEFAULT_STATE_DIR = "/run/weft";
 
 const readOrNull = (path: string): Promise<string | null> => readFile(path, "utf8").catch(() => null);
 
@@ -65,6 +66,7 @@ async function main(): Promise<number> {
   }
 
   const configPath = argv.find((a) => a.startsWith("--config="))?.slice(9) ?? "/etc/weft/agent.json";
+  const stateDir = argv.find((a) => a.startsWith("--state-dir="))?.slice(12) ?? DEFAULT_STATE_DIR;
   const config = resolveConfig({
     cmdline: await readOrNull("/proc/cmdline"),
     env: process.env,
@@ -121,7 +123,7 @@ async function main(): Promise<number> {
     random: Math.random,
     uptimeSeconds,
     signal: stop.signal,
-    tokens: fileTokenStore(TOKEN_FILE),
+    tokens: fileTokenStore(join(stateDir, "agent-token.json")),
     reboot,
     inventory: async () => collectInventory({ root, addresses: await collectAddresses(exec, log) }),
     context: {
