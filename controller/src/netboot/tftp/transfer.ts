@@ -91,6 +91,11 @@ export class Transfer {
 
   private onMessage(msg: Buffer): void {
     if (this.finished) return;
+    // Fast path for the packet that arrives once per window: a well-formed ACK.
+    if (msg.length === 4 && msg[0] === 0 && msg[1] === Opcode.ACK) {
+      this.onAck(((msg[2] as number) << 8) | (msg[3] as number));
+      return;
+    }
     let packet;
     try {
       packet = decodePacket(msg);
@@ -117,7 +122,8 @@ export class Transfer {
     // delta 0: a duplicate of the last ACK; beyond the window: a block never sent. Drop both.
     if (delta === 0 || delta > this.window.length) return;
     for (let i = 0; i < delta; i++) this.bytes += (this.window[i] as Buffer).length - 4;
-    this.window.splice(0, delta);
+    if (delta === 1) this.window.shift();
+    else this.window.splice(0, delta);
     this.base += delta;
     this.progressed();
     if (this.base === this.last) {
