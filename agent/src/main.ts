@@ -4,7 +4,8 @@
 //
 // Maintenance OS: /init exports WEFT_URL/WEFT_NONCE/WEFT_MODE (taken from the kernel command
 // line `weft.url= weft.nonce= weft.mode=`; /proc/cmdline is read too) and restarts the agent
-// when it exits. Host OS: systemd starts it; /etc/weft/agent.json selects host mode.
+// when it exits. Host OS: systemd starts it (WEFT_MODE=host, WEFT_CONFIG_DIR=/etc/weft) and
+// $WEFT_CONFIG_DIR/agent.json, written by install-host, gives it its identity and token.
 //
 //   weft-agent [--mode=maintenance|host] [--url=URL] [--nonce=NONCE] [--config=PATH] [--state-dir=DIR]
 //   weft-agent inventory      print the inventory as JSON and exit
@@ -65,7 +66,10 @@ async function main(): Promise<number> {
     return 0;
   }
 
-  const configPath = argv.find((a) => a.startsWith("--config="))?.slice(9) ?? "/etc/weft/agent.json";
+  // The host OS unit sets WEFT_CONFIG_DIR=/etc/weft; agent.json there is what install-host wrote.
+  const configPath =
+    argv.find((a) => a.startsWith("--config="))?.slice(9) ??
+    join(process.env.WEFT_CONFIG_DIR || "/etc/weft", "agent.json");
   const stateDir = argv.find((a) => a.startsWith("--state-dir="))?.slice(12) ?? DEFAULT_STATE_DIR;
   const config = resolveConfig({
     cmdline: await readOrNull("/proc/cmdline"),
