@@ -1,4 +1,6 @@
 // The entry point as a process: what it prints on the console and how it exits.
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { execa } from "execa";
 import { afterEach, describe, expect, it } from "vitest";
@@ -14,11 +16,11 @@ afterEach(async () => {
   ctl = dir = undefined;
 });
 
-const agent = async (args: string[], env: Record<string, string>) =>
+const agent = (args: string[], env: Record<string, string>) =>
   execa("node", ["--import", "tsx", MAIN, "--config=/nonexistent/agent.json", ...args], {
     reject: false,
     timeout: 60_000,
-    env: { WEFT_MODE: "", WEFT_URL: "", WEFT_NONCE: "", ...env },
+    env: { WEFT_MODE: "", WEFT_URL: "", WEFT_NONCE: "", WEFT_CONFIG_DIR: "", ...env },
   });
 
 describe("weft-agent entry point", () => {
@@ -45,5 +47,38 @@ describe("weft-agent entry point", () => {
       "weft-agent: FATAL CONFIG_MISSING: no controller URL: weft.url= is not on the kernel command line",
     ]);
     expect(r.exitCode).toBe(2);
+  });
+
+  it("host mode: registers with the token from agent.json, heartbeats, and exits 0 on SIGTERM", async () => {
+    ctl = await fakeController({
+      nonce: "unused-nonce-0123456789",
+      token: "host-token-1",
+      intervalSeconds: 1,
+    });
+    dir = await tempDir();
+    const cfg = join(dir, "agent.json");
+    await writeFile(
+      cfg,
+      JSON.stringify({ machineId: "m-7", hostname: "h7", controllerUrl: ctl.url, token: "host-token-1" }),
+      { mode: 0o600 },
+    );
+    const proc = execa("node", ["--import", "tsx", MAIN, `--config=${cfg}`], {
+      reject: false,
+      timeout: 60_000,
+      env: { WEFT_MODE: "host", WEFT_URL: "", WEFT_NONCE: "" },
+    });
+    const c = ctl;
+    const deadline = Date.now() + 45_000;
+    while (c.heartbeats.length < 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    proc.kill("SIGTERM");
+    const r = await proc;
+    const lines = r.stdout.split("\n");
+    expect(lines[0]).toBe("weft-agent: starting");
+    expect(lines[1]).toBe(`weft-agent: mode=host controller=${c.url}`);
+    expect(lines).toContain("weft-agent: SIGTERM: stopping");
+    expect(r.exitCode).toBe(0);
+    expect(c.registrations).toHaveLength(1);
+    expect(c.registrations[0]?.libvirt.uri).toBe("qemu:///system");
+    expect(c.heartbeats[0]?.mode).toBe("host");
   });
 });
