@@ -121,3 +121,12 @@ describe("power driver registry", () => {
     expect(fake.calls).toEqual([]);
   });
 });
+
+describe("default power drivers", () => {
+  it("register libvirt and not the fake", async () => {
+    const { defaultPowerDrivers } = await import("../src/power/index.js");
+    const reg = defaultPowerDrivers();
+    expect(reg.names()).toEqual(["libvirt"]);
+    expect(reg.validate("libvirt", { uri: "qemu:///system", domain: "srv1" }).ok).toBe(true);
+  });
+});

@@ -407,7 +407,7 @@ function renderLine(line: string): string {
 export function cleanConsole(text: string): string {
   const plain = text
     // eslint-disable-next-line no-control-regex
-    .replace(/\x1b\[[0-9;?]*[ -/]*[@-~]/g, "")
+    .replace(/\x1b\[[0-9;?=<>]*[ -/]*[@-~]/g, "")
     // eslint-disable-next-line no-control-regex
     .replace(/\x1b[()][A-Za-z0-9]|\x1bc|\x1b[=>]/g, "")
     .replace(/\r\n/g, "\n")

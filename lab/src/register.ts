@@ -1,17 +1,18 @@
 // HOOK: registering the lab's servers with the controller.
 //
-// For now this writes <state dir>/servers.json: each server's name, MAC and power driver
-// with its parameters, exactly what a machine registration through the controller's API
-// will carry. To finish: send each entry to the controller's API (over
-// <state dir>/controller.sock) and keep writing the file for tools that read it.
-import { libvirtUri, type LabConfig } from "./config.js";
-import { labPaths } from "./config.js";
+// For now this writes <state dir>/servers.json. Each entry has the shape of the controller's
+// machine registration body (POST /v1/machines: name, macs, powerDriver, powerParams), so
+// wiring it means sending each entry over <state dir>/controller.sock with the admin token
+// from <state dir>/controller/admin.token, treating NAME_IN_USE/MAC_IN_USE as "already
+// registered" (up runs again on a lab that is up), and keeping the file for tools that read it.
+import { labPaths, libvirtUri, type LabConfig } from "./config.js";
 import { writeFileAtomic } from "./state.js";
 
 export interface ServerRegistration {
   name: string;
-  mac: string;
-  power: { driver: "libvirt"; params: { uri: string; domain: string } };
+  macs: string[];
+  powerDriver: "libvirt";
+  powerParams: { uri: string; domain: string };
 }
 
 export function serverRegistrations(
@@ -21,8 +22,9 @@ export function serverRegistrations(
   const uri = libvirtUri(config.stateDir);
   return servers.map((s) => ({
     name: s.name,
-    mac: s.mac,
-    power: { driver: "libvirt", params: { uri, domain: s.name } },
+    macs: [s.mac],
+    powerDriver: "libvirt",
+    powerParams: { uri, domain: s.name },
   }));
 }
 

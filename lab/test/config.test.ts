@@ -90,6 +90,8 @@ describe("console cleaning", () => {
   it("removes terminal escapes and applies backspaces and carriage returns", () => {
     const raw = `\x1bc\x1b[?7l\x1b[2J\x1b[0mSeaBIOS (version 1.16.2)\r\nWait...${"\b \b".repeat(7)}net0: up\r\nConfiguring\r ok\r\n`;
     expect(cleanConsole(raw)).toBe("SeaBIOS (version 1.16.2)\nnet0: up\n okfiguring\n");
+    // OVMF's mode setting
+    expect(cleanConsole("\x1b[=3h\x1b[=3hBdsDxe: loading Boot0001")).toBe("BdsDxe: loading Boot0001");
   });
 });
 
@@ -106,17 +108,15 @@ describe("controller hook", () => {
 });
 
 describe("server registrations", () => {
-  it("name the libvirt power driver with the lab's URI and the domain", () => {
+  it("have the shape of the controller's machine registration, with the libvirt power driver", () => {
     expect(serverRegistrations(config, [{ name: "srv1", mac: "52:54:00:77:00:01" }])).toEqual([
       {
         name: "srv1",
-        mac: "52:54:00:77:00:01",
-        power: {
-          driver: "libvirt",
-          params: {
-            uri: "qemu:///system?socket=/var/lib/weft-lab/libvirt/sock/libvirt-sock",
-            domain: "srv1",
-          },
+        macs: ["52:54:00:77:00:01"],
+        powerDriver: "libvirt",
+        powerParams: {
+          uri: "qemu:///system?socket=/var/lib/weft-lab/libvirt/sock/libvirt-sock",
+          domain: "srv1",
         },
       },
     ]);

@@ -196,11 +196,11 @@ describe.skipIf(!canRun())("the virtual lab", () => {
 
       const regs = (JSON.parse(readFileSync(paths.servers, "utf8")) as { servers: ServerRegistration[] })
         .servers;
-      expect(regs.map((r) => [r.name, r.mac])).toEqual([
-        ["srv1", "52:54:00:77:00:01"],
-        ["srv2", "52:54:00:77:00:02"],
+      expect(regs.map((r) => [r.name, r.macs[0], r.powerDriver])).toEqual([
+        ["srv1", "52:54:00:77:00:01", "libvirt"],
+        ["srv2", "52:54:00:77:00:02", "libvirt"],
       ]);
-      const [srv1, srv2] = regs.map((r) => r.power.params);
+      const [srv1, srv2] = regs.map((r) => r.powerParams);
       if (srv1 === undefined || srv2 === undefined) throw new Error("two registrations expected");
       expect(srv1.uri).toBe(libvirtUri(stateDir));
 
