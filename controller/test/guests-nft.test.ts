@@ -17,7 +17,7 @@ describe("renderNftTable", () => {
         "    ip daddr 10.79.0.1 tcp dport 80 dnat to numgen inc mod 2 map { 0 : 10.78.0.2, 1 : 10.78.0.3 }",
         "  }",
         "  chain output {",
-        "    type nat hook output priority dstnat; policy accept;",
+        "    type nat hook output priority -100; policy accept;",
         "    ip daddr 10.79.0.1 tcp dport 80 dnat to numgen inc mod 2 map { 0 : 10.78.0.2, 1 : 10.78.0.3 }",
         "  }",
         "  chain postrouting {",

@@ -31,6 +31,8 @@ export interface DomainHost {
   cpuMhz: number;
   /** Whether <bandwidth> can be enforced there (tc with sfq and ingress). */
   bandwidth: boolean;
+  /** Whether <hard_limit> may be in the XML (see HostCapabilities.memlock); default true. */
+  hardLimitInXml?: boolean;
   /** libvirt network the guests attach to. */
   network: string;
 }
@@ -77,9 +79,11 @@ export function renderDomainXml(g: DomainGuest, host: DomainHost, paths: DomainP
   L.push(`  </metadata>`);
   L.push(`  <memory unit='KiB'>${memKiB}</memory>`);
   L.push(`  <currentMemory unit='KiB'>${memKiB}</currentMemory>`);
-  L.push(`  <memtune>`);
-  L.push(`    <hard_limit unit='KiB'>${hardKiB}</hard_limit>`);
-  L.push(`  </memtune>`);
+  if (host.hardLimitInXml !== false) {
+    L.push(`  <memtune>`);
+    L.push(`    <hard_limit unit='KiB'>${hardKiB}</hard_limit>`);
+    L.push(`  </memtune>`);
+  }
   L.push(`  <vcpu placement='static'>${g.vcpus}</vcpu>`);
   L.push(`  <cputune>`);
   L.push(`    <period>${period}</period>`);

@@ -51,6 +51,13 @@ export interface HostCapabilities {
   /** Whether libvirt's <bandwidth> can be enforced (tc htb/sfq/ingress usable). */
   bandwidth: boolean;
   bandwidthReason: string;
+  /**
+   * Whether libvirt may put <memtune><hard_limit> in the domain: libvirt 9 also raises the
+   * QEMU process's RLIMIT_MEMLOCK to the hard limit, which needs CAP_SYS_RESOURCE. Without it
+   * the limit is applied to the running domain's cgroup instead (virsh memtune --live).
+   */
+  memlock: boolean;
+  memlockReason: string;
 }
 
 export type DomainRunState = "running" | "paused" | "shutoff" | "crashed" | "other" | "absent";
@@ -75,7 +82,8 @@ export interface HostDriver {
   /** A qcow2 overlay of `diskBytes` on the cached base; returns its path. */
   createOverlay(guest: string, image: BaseImageRef, diskBytes: number): Promise<string>;
   writeConfigDrive(data: ConfigDriveData): Promise<string>;
-  defineAndStart(guest: string, xml: string): Promise<void>;
+  /** Defines and starts the domain; a live hard memory limit is applied after start if given. */
+  defineAndStart(guest: string, xml: string, opts?: { liveHardLimitKiB?: number }): Promise<void>;
   domainState(guest: string): Promise<DomainRunState>;
   /** Removes the domain, overlay, config drive and console log. Never the base. Idempotent. */
   destroy(guest: string): Promise<void>;
@@ -145,8 +153,10 @@ export interface LocalHostDriverOptions {
    * touch networking (tc, ip, nft) run there. Unset on a real host.
    */
   netns?: string;
-  /** Skip the <bandwidth> probe and use this answer. */
-  bandwidth?: HostCapabilities;
+  /** Skip the probes and use this answer. */
+  capabilities?: HostCapabilities;
+  /** /proc/<pid>/status of the process libvirtd runs as (default: this process). */
+  statusFile?: string;
 }
 
 const SHA256 = /^[0-9a-f]{64}$/;
@@ -182,6 +192,9 @@ export class LocalHostDriver implements HostDriver {
   readonly #o: LocalHostDriverOptions;
   readonly #downloads = new Map<string, Promise<string>>();
   #hv: Promise<Hypervisor> | undefined;
+  #networkReady: Promise<void> | undefined;
+  /** Bases checked with qemu-img since this driver started (the cache is read-only). */
+  readonly #verified = new Set<string>();
   #caps: Promise<HostCapabilities> | undefined;
 
   constructor(options: LocalHostDriverOptions) {
@@ -247,20 +260,46 @@ export class LocalHostDriver implements HostDriver {
   }
 
   capabilities(): Promise<HostCapabilities> {
-    if (this.#o.bandwidth) return Promise.resolve(this.#o.bandwidth);
-    this.#caps ??= this.#probeBandwidth();
+    if (this.#o.capabilities) return Promise.resolve(this.#o.capabilities);
+    this.#caps ??= (async () => {
+      const bw = await this.#probeBandwidth();
+      const ml = this.#probeMemlock();
+      return { ...bw, ...ml };
+    })();
     return this.#caps;
+  }
+
+  /** CAP_SYS_RESOURCE (bit 24) in the effective set, needed to raise RLIMIT_MEMLOCK. */
+  #probeMemlock(): { memlock: boolean; memlockReason: string } {
+    try {
+      const status = fs.readFileSync(this.#o.statusFile ?? "/proc/self/status", "utf8");
+      const hex = /^CapEff:\s*([0-9a-f]+)$/m.exec(status)?.[1];
+      if (hex && (BigInt(`0x${hex}`) >> 24n) & 1n)
+        return { memlock: true, memlockReason: "CAP_SYS_RESOURCE held" };
+      const reason = "no CAP_SYS_RESOURCE: libvirt cannot raise RLIMIT_MEMLOCK to <hard_limit>";
+      this.#o.log.warn(
+        { reason },
+        "memory hard limits are applied to running domains (virsh memtune --live)",
+      );
+      return { memlock: false, memlockReason: reason };
+    } catch (err) {
+      return {
+        memlock: true,
+        memlockReason: `capabilities unreadable (${messageOf(err)}); assuming libvirt may`,
+      };
+    }
   }
 
   /**
    * libvirt's <bandwidth> builds an htb tree with sfq leaves and an ingress policer. Try the
-   * same qdiscs on a throwaway dummy link; any refusal means bandwidth cannot be enforced.
+   * same qdiscs on a throwaway link; any refusal means bandwidth cannot be enforced.
    */
-  async #probeBandwidth(): Promise<HostCapabilities> {
-    const dev = "weftbwprobe";
+  async #probeBandwidth(): Promise<Pick<HostCapabilities, "bandwidth" | "bandwidthReason">> {
+    // A veth pair rather than a dummy link: some kernels are built without the dummy driver.
+    const dev = "weftbwp0";
     await this.#net("ip", ["link", "del", dev], true);
     const steps: string[][] = [
-      ["ip", "link", "add", dev, "type", "dummy"],
+      ["ip", "link", "add", dev, "type", "veth", "peer", "name", "weftbwp1"],
       ["tc", "qdisc", "add", "dev", dev, "root", "handle", "1:", "htb", "default", "1"],
       ["tc", "class", "add", "dev", dev, "parent", "1:", "classid", "1:1", "htb", "rate", "1mbit"],
       ["tc", "qdisc", "add", "dev", dev, "parent", "1:1", "handle", "2:", "sfq", "perturb", "10"],
@@ -284,7 +323,14 @@ export class LocalHostDriver implements HostDriver {
     }
   }
 
-  async networkEnsure(): Promise<void> {
+  /** Checked once per driver (concurrent creates share the check); retried after a failure. */
+  networkEnsure(): Promise<void> {
+    this.#networkReady ??= this.#networkEnsure();
+    this.#networkReady.catch(() => (this.#networkReady = undefined));
+    return this.#networkReady;
+  }
+
+  async #networkEnsure(): Promise<void> {
     const n = this.#o.network;
     const info = await this.#virsh(["net-info", n.name], true);
     if (info.exitCode !== 0) {
@@ -321,7 +367,7 @@ export class LocalHostDriver implements HostDriver {
 
   async #download(image: BaseImageRef, dest: string): Promise<string> {
     if (fs.existsSync(dest)) {
-      checkBaseInfo(await this.#qemuImgInfo(dest), dest);
+      await this.#checkBase(dest);
       return dest;
     }
     const t0 = Date.now();
@@ -358,6 +404,7 @@ export class LocalHostDriver implements HostDriver {
       checkBaseInfo(await this.#qemuImgInfo(tmp), image.name);
       fs.chmodSync(tmp, 0o444);
       fs.renameSync(tmp, dest);
+      this.#verified.add(dest);
     } finally {
       fs.rmSync(tmp, { force: true });
     }
@@ -365,9 +412,15 @@ export class LocalHostDriver implements HostDriver {
     return dest;
   }
 
+  async #checkBase(base: string): Promise<void> {
+    if (this.#verified.has(base)) return;
+    checkBaseInfo(await this.#qemuImgInfo(base), base);
+    this.#verified.add(base);
+  }
+
   async createOverlay(guest: string, image: BaseImageRef, diskBytes: number): Promise<string> {
     const base = this.basePath(image);
-    checkBaseInfo(await this.#qemuImgInfo(base), base);
+    await this.#checkBase(base);
     const { overlay } = this.paths(guest);
     fs.rmSync(overlay, { force: true }); // a leftover of a failed attempt
     await this.#o.exec("qemu-img", [
@@ -436,13 +489,24 @@ export class LocalHostDriver implements HostDriver {
     return configDrive;
   }
 
-  async defineAndStart(guest: string, xml: string): Promise<void> {
+  async defineAndStart(guest: string, xml: string, opts: { liveHardLimitKiB?: number } = {}): Promise<void> {
     checkGuestName(guest);
     const hv = await this.#hypervisor();
     const dom = await hv.domainDefineXML(xml);
     try {
       await dom.create();
+      if (opts.liveHardLimitKiB !== undefined) {
+        // The binding has no memtune: virsh, on the same connection URI.
+        await this.#virsh([
+          "memtune",
+          domainName(guest),
+          "--hard-limit",
+          String(opts.liveHardLimitKiB),
+          "--live",
+        ]);
+      }
     } catch (err) {
+      await dom.destroy().catch(() => undefined);
       await dom.undefine().catch(() => undefined);
       throw new WeftError("unavailable", "DOMAIN_START_FAILED", `starting ${guest}: ${messageOf(err)}`, {
         cause: err,
@@ -489,6 +553,7 @@ export class LocalHostDriver implements HostDriver {
       });
     }
     fs.rmSync(base, { force: true });
+    this.#verified.delete(base);
   }
 
   #vipFile(): string {

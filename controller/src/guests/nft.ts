@@ -72,7 +72,8 @@ export function renderNftTable(guestSubnet: string, vips: readonly VipRule[]): s
     `delete table ip ${NFT_TABLE}`,
     `table ip ${NFT_TABLE} {`,
     ...chain("prerouting", "prerouting", "dstnat", rules),
-    ...chain("output", "output", "dstnat", rules),
+    // "dstnat" names -100 only on prerouting for nft 1.0; output takes the number.
+    ...chain("output", "output", "-100", rules),
     ...chain("postrouting", "postrouting", "srcnat", [`ip saddr ${subnet} ip daddr != ${subnet} masquerade`]),
     `}`,
     ``,

@@ -31,7 +31,7 @@ import {
   type PlacementHost,
   type PlacementOptions,
 } from "./placement.js";
-import { GuestSpec, normalizeSpec, type GuestSpecInput } from "./spec.js";
+import { GuestSpec, memoryHardLimitMiB, normalizeSpec, type GuestSpecInput } from "./spec.js";
 
 export type GuestState = "pending" | "creating" | "running" | "deleting" | "failed";
 
@@ -588,10 +588,19 @@ export class GuestService {
           netOutKBps: g0.netOutKBps,
           mac: macForDip(g0.dip),
         },
-        { kvm: host.kvm, cpuMhz: host.cpuMhz, bandwidth: caps.bandwidth, network: driver.network },
+        {
+          kvm: host.kvm,
+          cpuMhz: host.cpuMhz,
+          bandwidth: caps.bandwidth,
+          hardLimitInXml: caps.memlock,
+          network: driver.network,
+        },
         { ...driver.paths(g0.name), ...this.#o.directBoot },
       );
-      await step("domain", () => driver.defineAndStart(g0.name, xml));
+      const live = caps.memlock
+        ? {}
+        : { liveHardLimitKiB: memoryHardLimitMiB(g0.memoryMiB, host.kvm) * 1024 };
+      await step("domain", () => driver.defineAndStart(g0.name, xml, live));
       const ms = this.#now() - t0;
       const ok = await this.#transition(
         guestId,
@@ -601,7 +610,13 @@ export class GuestService {
         `guest ${g0.name} running (${ms} ms)`,
         {
           lastError: null,
-          data: { createMs: ms, steps, bandwidth: caps.bandwidth, bandwidthReason: caps.bandwidthReason },
+          data: {
+            createMs: ms,
+            steps,
+            bandwidth: caps.bandwidth,
+            bandwidthReason: caps.bandwidthReason,
+            memlock: caps.memlock,
+          },
         },
       );
       if (!ok) throw new Superseded();
