@@ -4,6 +4,7 @@ import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { createSocket } from "node:dgram";
 import type { RemoteInfo, Socket } from "node:dgram";
+import { openSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -117,6 +118,10 @@ describe("tftp server with real clients", () => {
       maxRetries: 20,
       resolve: (name) => {
         if (name === "generated/hello.ipxe") return { size: 13, data: Buffer.from("#!ipxe\nshell\n") };
+        if (name === "generated/explode") throw new Error("resolver bug");
+        if (name === "generated/fd.bin") {
+          return { size: 1_000_003, fd: openSync(path.join(root, "boot", "ipxe.efi"), "r") };
+        }
         if (name === "generated/stream.bin") {
           return { size: 70_000, stream: Readable.from([Buffer.alloc(30_000, 1), Buffer.alloc(40_000, 2)]) };
         }
@@ -181,6 +186,17 @@ describe("tftp server with real clients", () => {
     expect(got.length).toBe(70_000);
     expect(got[29_999]).toBe(1);
     expect(got[30_000]).toBe(2);
+  });
+
+  it("serves a descriptor from the resolver hook, and survives a resolver that throws", async () => {
+    const local = path.join(out, "fd.bin");
+    expect((await atftpGet(port, "generated/fd.bin", local, ["blksize 1468", "windowsize 16"])).code).toBe(0);
+    expect(sha256(await readFile(local))).toBe(sums.get("boot/ipxe.efi"));
+    expect(await rawExchange(port, rrq("generated/explode"))).toEqual({
+      op: Opcode.ERROR,
+      code: ErrorCode.NOT_DEFINED,
+      message: "internal error",
+    });
   });
 
   it("answers a missing file with error 1 and keeps serving", async () => {

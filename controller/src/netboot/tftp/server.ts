@@ -179,7 +179,17 @@ export class TftpServer extends EventEmitter<TftpServerEvents> {
       });
     });
     socket.on("error", (err) => this.log.error({ err }, "tftp listening socket error"));
-    socket.on("message", (msg, rinfo) => this.onRequest(msg, rinfo));
+    socket.on("message", (msg, rinfo) => {
+      try {
+        this.onRequest(msg, rinfo);
+      } catch (err) {
+        // Nothing a peer sends may take the process down; a bug here is logged, not thrown.
+        this.log.error(
+          { err, remoteAddress: rinfo.address, remotePort: rinfo.port },
+          "tftp request handling failed",
+        );
+      }
+    });
     const bound = socket.address();
     this.log.info({ address: bound.address, port: bound.port, root: this.realRoot }, "tftp listening");
     return { address: bound.address, port: bound.port };
@@ -213,8 +223,8 @@ export class TftpServer extends EventEmitter<TftpServerEvents> {
     try {
       packet = decodePacket(msg);
     } catch (err) {
-      if (!(err instanceof TftpPacketError)) throw err;
-      this.onMalformed(msg, who, err);
+      const error = err instanceof TftpPacketError ? err : new TftpPacketError("truncated", String(err));
+      this.onMalformed(msg, who, error);
       return;
     }
     if (packet.op === Opcode.WRQ) {

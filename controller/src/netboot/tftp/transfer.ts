@@ -14,7 +14,7 @@
 // nearest block at or after the last acknowledged one.
 
 import { performance } from "node:perf_hooks";
-import { decodePacket, encodePacket, ErrorCode, Opcode, TftpPacketError, writeDataHeader } from "./packet.js";
+import { decodePacket, encodePacket, ErrorCode, Opcode, writeDataHeader } from "./packet.js";
 import type { TftpOption } from "./packet.js";
 import type { BlockFeeder } from "./source.js";
 
@@ -99,9 +99,8 @@ export class Transfer {
     let packet;
     try {
       packet = decodePacket(msg);
-    } catch (err) {
-      if (err instanceof TftpPacketError) return; // garbage on our TID: ignore, keep going
-      throw err;
+    } catch {
+      return; // garbage on our TID: ignore it and keep going
     }
     if (packet.op === Opcode.ACK) this.onAck(packet.block);
     else if (packet.op === Opcode.ERROR) {
