@@ -79,7 +79,7 @@ export async function waitForPartition(
           log.warn("partition rescan failed", { cmd, error: err.message });
         }
       }
-      nextRescan = clock.now() + Math.min(3000, s.partitionWaitMs / 3);
+      nextRescan = clock.now() + Math.min(1000, s.partitionWaitMs / 3);
     }
     await clock.sleep(100);
   }
