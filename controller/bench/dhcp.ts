@@ -3,7 +3,7 @@
 // the same load, in network namespaces this script creates and removes.
 //
 //   npx tsx controller/bench/dhcp.ts [--count 5000] [--concurrency 64] [--seconds 60]
-//                                    [--servers weft,dnsmasq,kea] [--weft-log info]
+//                                    [--servers weft,dnsmasq,kea,weft-memory] [--weft-log info]
 //
 // The load generator (controller/test/dhcp-int-client.ts "load") runs in a client namespace on
 // a veth pair into the server namespace's bridge; every server gets a fresh lease database and
@@ -73,11 +73,12 @@ async function main(): Promise<void> {
     for (const name of servers) {
       const dir = fs.mkdtempSync(path.join(work, `${name}-`));
       let proc: ChildProcess;
-      if (name === "weft") {
+      if (name === "weft" || name === "weft-memory") {
+        // weft-memory: the same server with the in-memory lease store, to show what persistence costs.
         const cfg = {
           mode: "full",
           serverAddress: SERVER_IP,
-          db: `file:${path.join(dir, "weft.db")}`,
+          ...(name === "weft" ? { db: `file:${path.join(dir, "weft.db")}` } : {}),
           subnets: [{ cidr: CIDR, range: RANGE, routers: [SERVER_IP], leaseSeconds: 3600 }],
           logLevel: weftLog,
         };
@@ -185,7 +186,7 @@ async function main(): Promise<void> {
     );
   }
   const weft = results.get("weft");
-  for (const other of ["dnsmasq", "kea"]) {
+  for (const other of ["dnsmasq", "kea", "weft-memory"]) {
     const o = results.get(other);
     if (weft && o) console.log(`weft / ${other}: ${(weft.rate / o.rate).toFixed(2)}`);
   }

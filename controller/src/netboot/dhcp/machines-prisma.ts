@@ -8,15 +8,52 @@ function isUniqueViolation(e: unknown): boolean {
   return typeof e === "object" && e !== null && (e as { code?: unknown }).code === "P2002";
 }
 
+export interface PrismaMachineHooksOptions {
+  /**
+   * isKnown() answers from the set of all NIC MACs, read again when a MAC is not in it and the
+   * set is older than this (default 2000 ms): one query per interval instead of one per packet.
+   */
+  knownRefreshMs?: number;
+}
+
 export class PrismaMachineHooks implements MachineHooks {
-  constructor(private readonly db: Db) {}
+  private known = new Set<string>();
+  private loadedAt = Number.NEGATIVE_INFINITY;
+  private loading: Promise<void> | undefined;
+  private readonly refreshMs: number;
+
+  constructor(
+    private readonly db: Db,
+    opts: PrismaMachineHooksOptions = {},
+  ) {
+    this.refreshMs = opts.knownRefreshMs ?? 2000;
+  }
 
   async isKnown(mac: string): Promise<boolean> {
-    return (await this.db.nic.findUnique({ where: { mac }, select: { id: true } })) !== null;
+    if (this.known.has(mac)) return true;
+    if (Date.now() - this.loadedAt > this.refreshMs) await this.reload();
+    return this.known.has(mac);
+  }
+
+  private reload(): Promise<void> {
+    this.loading ??= (async () => {
+      try {
+        const started = Date.now();
+        const rows = await this.db.nic.findMany({ select: { mac: true } });
+        this.known = new Set(rows.map((r) => r.mac));
+        this.loadedAt = started;
+      } finally {
+        this.loading = undefined;
+      }
+    })();
+    return this.loading;
   }
 
   async onPxeClient(info: PxeClientInfo): Promise<void> {
-    if (await this.isKnown(info.mac)) return;
+    if ((await this.db.nic.findUnique({ where: { mac: info.mac }, select: { id: true } })) !== null) {
+      this.known.add(info.mac);
+      return;
+    }
     try {
       await this.db.$transaction(async (tx) => {
         // Another NIC of the same machine may have booted before: the firmware UUID joins them.
@@ -55,6 +92,7 @@ export class PrismaMachineHooks implements MachineHooks {
           },
         });
       });
+      this.known.add(info.mac);
     } catch (e) {
       // Someone else recorded this MAC (or UUID) first: nothing left to do.
       if (!isUniqueViolation(e)) throw e;

@@ -249,7 +249,12 @@ export class DhcpServer {
         const reply = await this.handle(buf, from);
         if (!reply) return;
         sock.send(reply.data, reply.port, reply.address, (err) => {
-          if (err) this.o.logger.warn({ err, to: reply.address, port: reply.port }, "dhcp send failed");
+          if (!err) return;
+          const hint =
+            (err as NodeJS.ErrnoException).code === "ENETUNREACH" && reply.address === BROADCAST_IP
+              ? "broadcasts need a host route: ip route add 255.255.255.255/32 dev <interface>"
+              : undefined;
+          this.o.logger.warn({ err, to: reply.address, port: reply.port, hint }, "dhcp send failed");
         });
       } catch (err) {
         // handle() logs its own refusals; this is the last net under a bug or a store failure.
