@@ -100,6 +100,10 @@ export async function selectDisk(root: string, wanted: string | null, minBytes: 
     const d = await readDisk(root, wanted);
     if (!d) throw new AgentError("device", "DISK_NOT_FOUND", `disk ${wanted} is not in /sys/block`);
     if (d.readOnly) throw new AgentError("device", "DISK_READ_ONLY", `disk ${wanted} is read-only`);
+    const mounted = await mountedDevices(root);
+    if (mounted.has(d.name) || d.partitions.some((p) => mounted.has(p.name))) {
+      throw new AgentError("device", "DISK_BUSY", `disk ${wanted} has a mounted file system`);
+    }
     if (d.sizeBytes < minBytes) {
       throw new AgentError(
         "device",

@@ -46,6 +46,11 @@ export interface StreamImageOptions {
   /** Consecutive failed requests (no new bytes in between) before giving up. */
   maxFailuresWithoutProgress?: number;
   retryDelayMs?: number;
+  /**
+   * A request that delivers no byte for this long (waiting on the network only, not on the
+   * disk) is aborted and resumed; without it a silent peer could hold the install forever.
+   */
+  stallTimeoutMs?: number;
   onProgress?: (p: StreamProgress) => void;
 }
 
@@ -74,6 +79,7 @@ export async function streamImage(opts: StreamImageOptions): Promise<StreamResul
   const log = opts.log ?? silentLogger;
   const maxFailures = opts.maxFailuresWithoutProgress ?? 6;
   const retryDelayMs = opts.retryDelayMs ?? 1000;
+  const stallTimeoutMs = opts.stallTimeoutMs ?? 60_000;
   const capacity = opts.capacity ?? null;
   const started = clock.now();
   const hash = createHash("sha256");
@@ -96,73 +102,93 @@ export async function streamImage(opts: StreamImageOptions): Promise<StreamResul
 
   /** One HTTP request from `received` on; yields the new compressed bytes. */
   async function* request(): AsyncGenerator<Buffer> {
-    abort = new AbortController();
-    const headers: Record<string, string> = {};
-    if (received > 0) headers.range = `bytes=${received}-`;
-    let res: Response;
+    const ac = new AbortController();
+    abort = ac;
+    let timer: NodeJS.Timeout | undefined;
+    const arm = (): void => {
+      clearTimeout(timer);
+      timer = setTimeout(() => ac.abort(new Error(`no data for ${stallTimeoutMs} ms`)), stallTimeoutMs);
+    };
+    const disarm = (): void => clearTimeout(timer);
     try {
-      res = await fetch(opts.url, { headers, signal: abort.signal });
-    } catch (err) {
-      throw new Transient(
-        `request failed: ${(err as { cause?: Error }).cause?.message ?? (err as Error).message}`,
-      );
+      arm();
+      yield* body();
+    } finally {
+      disarm();
     }
-    let skip = 0;
-    const length = res.headers.get("content-length");
-    if (res.status === 206) {
-      const cr = parseContentRange(res.headers.get("content-range"));
-      if (!cr || cr.start !== received) {
-        throw new AgentError(
-          "integrity",
-          "IMAGE_RANGE_MISMATCH",
-          `asked for bytes ${received}-, got ${res.headers.get("content-range") ?? "no Content-Range"}`,
-          {
-            details: { url: opts.url, offset: received },
-          },
+
+    async function* body(): AsyncGenerator<Buffer> {
+      const headers: Record<string, string> = {};
+      if (received > 0) headers.range = `bytes=${received}-`;
+      let res: Response;
+      try {
+        res = await fetch(opts.url, { headers, signal: ac.signal });
+      } catch (err) {
+        const reason = ac.signal.aborted ? (ac.signal.reason as Error | undefined) : undefined;
+        throw new Transient(
+          `request failed: ${reason?.message ?? (err as { cause?: Error }).cause?.message ?? (err as Error).message}`,
         );
       }
-      if (cr.total !== null && cr.total !== opts.size) throw sizeMismatch(cr.total, "Content-Range");
-    } else if (res.status === 200) {
-      if (length !== null && Number(length) !== opts.size)
-        throw sizeMismatch(Number(length), "Content-Length");
-      if (received > 0) {
-        rangeIgnored++;
-        skip = received;
-        log.warn("image server ignored the range request; re-reading and discarding the prefix", {
-          offset: received,
+      let skip = 0;
+      const length = res.headers.get("content-length");
+      if (res.status === 206) {
+        const cr = parseContentRange(res.headers.get("content-range"));
+        if (!cr || cr.start !== received) {
+          throw new AgentError(
+            "integrity",
+            "IMAGE_RANGE_MISMATCH",
+            `asked for bytes ${received}-, got ${res.headers.get("content-range") ?? "no Content-Range"}`,
+            {
+              details: { url: opts.url, offset: received },
+            },
+          );
+        }
+        if (cr.total !== null && cr.total !== opts.size) throw sizeMismatch(cr.total, "Content-Range");
+      } else if (res.status === 200) {
+        if (length !== null && Number(length) !== opts.size)
+          throw sizeMismatch(Number(length), "Content-Length");
+        if (received > 0) {
+          rangeIgnored++;
+          skip = received;
+          log.warn("image server ignored the range request; re-reading and discarding the prefix", {
+            offset: received,
+          });
+        }
+      } else if (res.status === 416) {
+        throw sizeMismatch(received, `server has no bytes after ${received}`);
+      } else if (res.status >= 500 || res.status === 429 || res.status === 408) {
+        throw new Transient(`HTTP ${res.status}`);
+      } else {
+        throw new AgentError("unavailable", "IMAGE_HTTP_ERROR", `GET ${opts.url}: HTTP ${res.status}`, {
+          details: { url: opts.url, status: res.status },
         });
       }
-    } else if (res.status === 416) {
-      throw sizeMismatch(received, `server has no bytes after ${received}`);
-    } else if (res.status >= 500 || res.status === 429 || res.status === 408) {
-      throw new Transient(`HTTP ${res.status}`);
-    } else {
-      throw new AgentError("unavailable", "IMAGE_HTTP_ERROR", `GET ${opts.url}: HTTP ${res.status}`, {
-        details: { url: opts.url, status: res.status },
-      });
-    }
-    if (!res.body) throw new Transient("response without a body");
-    try {
-      for await (const part of res.body) {
-        let chunk = Buffer.from(part.buffer, part.byteOffset, part.byteLength);
-        if (skip > 0) {
-          const n = Math.min(skip, chunk.length);
-          skip -= n;
-          chunk = chunk.subarray(n);
-          if (chunk.length === 0) continue;
+      if (!res.body) throw new Transient("response without a body");
+      try {
+        for await (const part of res.body) {
+          disarm();
+          let chunk = Buffer.from(part.buffer, part.byteOffset, part.byteLength);
+          if (skip > 0) {
+            const n = Math.min(skip, chunk.length);
+            skip -= n;
+            chunk = chunk.subarray(n);
+            if (chunk.length === 0) continue;
+          }
+          if (received + chunk.length > opts.size)
+            throw sizeMismatch(received + chunk.length, "more bytes than expected");
+          hash.update(chunk);
+          received += chunk.length;
+          failures = 0;
+          yield chunk;
+          arm();
         }
-        if (received + chunk.length > opts.size)
-          throw sizeMismatch(received + chunk.length, "more bytes than expected");
-        hash.update(chunk);
-        received += chunk.length;
-        failures = 0;
-        yield chunk;
+      } catch (err) {
+        if (err instanceof AgentError) throw err;
+        const reason = ac.signal.aborted ? (ac.signal.reason as Error | undefined) : undefined;
+        throw new Transient(
+          `connection broken at byte ${received}: ${reason?.message ?? (err as { cause?: Error }).cause?.message ?? (err as Error).message}`,
+        );
       }
-    } catch (err) {
-      if (err instanceof AgentError) throw err;
-      throw new Transient(
-        `connection broken at byte ${received}: ${(err as { cause?: Error }).cause?.message ?? (err as Error).message}`,
-      );
     }
   }
 

@@ -97,6 +97,17 @@ describe("streaming a gzip image to a device", { timeout: 30_000 }, () => {
     expect(server.requests[1]?.range).toMatch(/^bytes=\d+-$/);
   });
 
+  it("aborts a request that goes silent and resumes it", async () => {
+    server = await serveImage(gz, { stallAfter: [400_000], chunk: 16 * 1024 });
+    const path = await target("stalled");
+    const log = memoryLogger();
+    const r = await streamImage(opts(server.url, path, { stallTimeoutMs: 300, log }));
+    expect(r).toMatchObject({ compressedBytes: gz.length, writtenBytes: raw.length, sha256, resumes: 1 });
+    expect(server.requests.map((q) => q.status)).toEqual([200, 206]);
+    expect(log.lines.some((l) => l.includes("no data for 300 ms"))).toBe(true);
+    expect((await readFile(path)).subarray(0, raw.length).equals(raw)).toBe(true);
+  });
+
   it("refuses a wrong sha256 with IMAGE_CHECKSUM_MISMATCH", async () => {
     server = await serveImage(gz);
     const path = await target("badsum");

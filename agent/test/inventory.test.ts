@@ -107,6 +107,7 @@ describe("target disk choice", () => {
     await expect(selectDisk(bios, "../etc", 1)).rejects.toMatchObject({ code: "DISK_INVALID" });
     await expect(selectDisk(bios, "vdz", 1)).rejects.toMatchObject({ code: "DISK_NOT_FOUND" });
     await expect(selectDisk(bios, "vda", 2 ** 40)).rejects.toMatchObject({ code: "DISK_TOO_SMALL" });
+    await expect(selectDisk(bios, "sdb", 1)).rejects.toMatchObject({ code: "DISK_BUSY" }); // boot media
   });
 
   it("reads partitions of a disk", async () => {

@@ -6,6 +6,8 @@ import type { AddressInfo } from "node:net";
 export interface ImageServerOptions {
   /** For the n-th request (0-based), destroy the socket after this many body bytes. */
   cutAfter?: (number | null)[];
+  /** For the n-th request, stop sending after this many body bytes but keep the connection open. */
+  stallAfter?: (number | null)[];
   /** Answer 200 with the whole file even to range requests. */
   ignoreRange?: boolean;
   /** Body chunk size; small chunks make cuts land mid-stream. */
@@ -52,6 +54,7 @@ export async function serveImage(data: Buffer, opts: ImageServerOptions = {}): P
       ...(status === 206 ? { "content-range": `bytes ${start}-${data.length - 1}/${data.length}` } : {}),
     });
     const cut = opts.cutAfter?.[n] ?? null;
+    const stall = opts.stallAfter?.[n] ?? null;
     let sent = 0;
     const pump = (): void => {
       while (sent < body.length) {
@@ -59,7 +62,8 @@ export async function serveImage(data: Buffer, opts: ImageServerOptions = {}): P
           res.socket?.destroy();
           return;
         }
-        const end = Math.min(body.length, sent + chunk, cut ?? Infinity);
+        if (stall !== null && sent >= stall) return; // silence; the socket stays open
+        const end = Math.min(body.length, sent + chunk, cut ?? Infinity, stall ?? Infinity);
         const ok = res.write(body.subarray(sent, end));
         sent = end;
         if (!ok) {
