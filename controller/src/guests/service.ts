@@ -100,6 +100,63 @@ const hostInclude = { machine: { select: { name: true } } } as const;
 const hostName = (h: HostRow) => h.machine.name ?? h.machineId;
 const messageOf = (err: unknown) => (err instanceof Error ? err.message : String(err));
 
+/** Uplink capacity assumed per host until hosts report one: 10 Gbit/s in KB/s. */
+export const DEFAULT_HOST_NET_KBPS = 1_250_000;
+
+function placementHost(h: HostRow, netKBps: number): PlacementHost {
+  return {
+    id: h.id,
+    name: hostName(h),
+    state: h.state,
+    cpus: h.cpus,
+    cpuMhz: h.cpuMhz,
+    memoryMiB: h.memoryMiB,
+    diskBytes: Number(h.diskBytes),
+    kvm: h.kvm,
+    netKBps,
+  };
+}
+
+/** Every guest with a host holds its capacity until its row is gone, failed ones included. */
+async function placedGuests(db: Db): Promise<PlacementGuest[]> {
+  const rows = await db.guest.findMany({ where: { hostId: { not: null } } });
+  return rows.map((g) => ({
+    hostId: g.hostId!,
+    roleId: g.roleId,
+    vcpus: g.vcpus,
+    cpuMhz: g.cpuMhz,
+    memoryMiB: g.memoryMiB,
+    diskBytes: Number(g.diskBytes),
+    netInKBps: g.netInKBps,
+    netOutKBps: g.netOutKBps,
+  }));
+}
+
+/** Hosts with their total, used and free capacity (the API's host list). */
+export async function listHostViews(
+  db: Db,
+  opts: { placement?: PlacementOptions; netKBps?: number } = {},
+): Promise<HostView[]> {
+  const [hosts, guests] = await Promise.all([
+    db.host.findMany({ include: hostInclude, orderBy: { createdAt: "asc" } }),
+    placedGuests(db),
+  ]);
+  return hosts.map((h) => ({
+    id: h.id,
+    name: hostName(h),
+    address: h.address,
+    state: h.state,
+    kvm: h.kvm,
+    cpus: h.cpus,
+    cpuMhz: h.cpuMhz,
+    capacity: hostCapacity(
+      placementHost(h, opts.netKBps ?? DEFAULT_HOST_NET_KBPS),
+      guests,
+      opts.placement ?? DEFAULT_PLACEMENT,
+    ),
+  }));
+}
+
 /** Thrown inside a create when the guest is being deleted meanwhile. */
 class Superseded extends Error {}
 
@@ -200,21 +257,11 @@ export class GuestService {
     return r;
   }
 
-  async listHosts(): Promise<HostView[]> {
-    const [hosts, guests] = await Promise.all([
-      this.#db.host.findMany({ include: hostInclude, orderBy: { createdAt: "asc" } }),
-      this.#placedGuests(),
-    ]);
-    return hosts.map((h) => ({
-      id: h.id,
-      name: hostName(h),
-      address: h.address,
-      state: h.state,
-      kvm: h.kvm,
-      cpus: h.cpus,
-      cpuMhz: h.cpuMhz,
-      capacity: hostCapacity(this.#placementHost(h), guests, this.#o.placement ?? DEFAULT_PLACEMENT),
-    }));
+  listHosts(): Promise<HostView[]> {
+    return listHostViews(this.#db, {
+      placement: this.#o.placement ?? DEFAULT_PLACEMENT,
+      netKBps: this.#o.hostNetKBps ?? DEFAULT_HOST_NET_KBPS,
+    });
   }
 
   // ---------------------------------------------------------------- roles
@@ -384,34 +431,12 @@ export class GuestService {
     return Promise.all(guests.map((g) => this.getGuest(g.name)));
   }
 
-  #placementHost(h: Host): PlacementHost {
-    return {
-      id: h.id,
-      name: (h as HostRow).machine?.name ?? h.machineId,
-      state: h.state,
-      cpus: h.cpus,
-      cpuMhz: h.cpuMhz,
-      memoryMiB: h.memoryMiB,
-      diskBytes: Number(h.diskBytes),
-      kvm: h.kvm,
-      netKBps: this.#o.hostNetKBps ?? 1_250_000,
-    };
+  #placementHost(h: HostRow): PlacementHost {
+    return placementHost(h, this.#o.hostNetKBps ?? DEFAULT_HOST_NET_KBPS);
   }
 
-  async #placedGuests(): Promise<PlacementGuest[]> {
-    // Every guest with a host holds its capacity until its row is gone, failed ones included
-    // (their files may still be on the host).
-    const rows = await this.#db.guest.findMany({ where: { hostId: { not: null } } });
-    return rows.map((g) => ({
-      hostId: g.hostId!,
-      roleId: g.roleId,
-      vcpus: g.vcpus,
-      cpuMhz: g.cpuMhz,
-      memoryMiB: g.memoryMiB,
-      diskBytes: Number(g.diskBytes),
-      netInKBps: g.netInKBps,
-      netOutKBps: g.netOutKBps,
-    }));
+  #placedGuests(): Promise<PlacementGuest[]> {
+    return placedGuests(this.#db);
   }
 
   /** Places and records `count` new pending guests of a role (all or nothing). */
