@@ -3,7 +3,8 @@
 //   <cache>/<recipe>/<image>.manifest.json    its manifest (written last)
 //   <cache>/logs/<recipe>.log                 the last build's log
 //   <cache>/work/<recipe>/                    scratch, kept when a build fails
-//   <cache>/debootstrap/                      downloaded packages, reused across builds
+//   <cache>/debootstrap/<suite>/              downloaded packages, reused across builds
+//   <cache>/host-base/<base key>/             the bootstrapped host root, reused while its key holds
 import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import { sha256File } from "./hash.js";

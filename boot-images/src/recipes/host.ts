@@ -3,9 +3,10 @@
 // every wired NIC, an extlinux.conf and a serial getty; made into an ext4 filesystem image with
 // `mkfs.ext4 -d` (nothing is mounted) and published gzip-compressed, so the installer can stream
 // it through any gunzip (Node's zlib included) onto the root partition.
-import { mkdir, readdir, readFile, rm, truncate } from "node:fs/promises";
+import { access, mkdir, readdir, readFile, rename, rm, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { sha256Text } from "../core/hash.js";
+import { computeInputKey } from "../core/key.js";
 import { Tree } from "../parts/tree.js";
 import { installedVersions } from "../system/dpkg.js";
 import { findMirror } from "../system/mirror.js";
@@ -80,6 +81,17 @@ export const hostRecipe: Recipe = {
     const agent = await ctx.agent();
     const packages = await installedVersions(run, ["nodejs", "debootstrap"]);
     const files = await hashRecipeFiles(ctx.recipesDir, spec.files);
+    // The bootstrapped base (the slow part) has its own key and cache, so a change to the agent
+    // or to a unit file only redoes the quick layers on top of it.
+    const baseKey = computeInputKey({
+      recipe: "host-bookworm-base",
+      spec: { suite: spec.suite, variant: spec.variant, include: spec.include, prune: spec.prune },
+      files: {},
+      packages: { debootstrap: packages["debootstrap"] ?? "" },
+      extra: { mirror: mirror.uri, [`${spec.suite}-InRelease`]: release.sha256 },
+    });
+    const basesDir = join(ctx.cacheDir, "host-base");
+    const baseDir = join(basesDir, baseKey.slice(0, 16));
     const key = {
       recipe: "host-bookworm",
       spec,
@@ -88,6 +100,7 @@ export const hostRecipe: Recipe = {
       extra: {
         mirror: mirror.uri,
         [`${spec.suite}-InRelease`]: release.sha256,
+        base: baseKey,
         "agent-bundle": agent.sha256,
       },
     };
@@ -96,23 +109,52 @@ export const hostRecipe: Recipe = {
       async build() {
         const rootfs = join(ctx.workDir, "rootfs");
         const debs = join(ctx.cacheDir, "debootstrap", spec.suite);
-        await ctx.step(`debootstrap ${spec.suite} (${spec.variant}) from ${mirror.uri}`, async () => {
-          await mkdir(debs, { recursive: true });
-          try {
-            await run.run("debootstrap", [
-              `--variant=${spec.variant}`,
-              `--include=${spec.include.join(",")}`,
-              "--components=main",
-              `--cache-dir=${debs}`,
-              ...(mirror.signedBy ? [`--keyring=${mirror.signedBy}`] : []),
-              spec.suite,
-              rootfs,
-              mirror.uri,
-            ]);
-          } finally {
-            await unmountUnder(run, rootfs);
-          }
-        });
+        const complete = join(baseDir, ".complete");
+        const haveBase = await access(complete).then(
+          () => true,
+          () => false,
+        );
+        if (!haveBase) {
+          const tmp = `${baseDir}.tmp`;
+          const baseRoot = join(tmp, "rootfs");
+          await ctx.step(`debootstrap ${spec.suite} (${spec.variant}) from ${mirror.uri}`, async () => {
+            await mkdir(debs, { recursive: true });
+            await unmountUnder(run, tmp);
+            await run.run("rm", ["-rf", "--one-file-system", tmp]);
+            await mkdir(tmp, { recursive: true });
+            try {
+              await run.run("debootstrap", [
+                `--variant=${spec.variant}`,
+                `--include=${spec.include.join(",")}`,
+                "--components=main",
+                `--cache-dir=${debs}`,
+                ...(mirror.signedBy ? [`--keyring=${mirror.signedBy}`] : []),
+                spec.suite,
+                baseRoot,
+                mirror.uri,
+              ]);
+            } finally {
+              await unmountUnder(run, tmp);
+            }
+          });
+          await ctx.step("prune the base and keep it for later builds", async () => {
+            for (const p of spec.prune) await rm(join(baseRoot, p), { recursive: true, force: true });
+            await mkdir(join(baseRoot, "var/cache/apt/archives/partial"), { recursive: true });
+            await mkdir(join(baseRoot, "var/lib/apt/lists/partial"), { recursive: true });
+            await writeFile(join(tmp, ".complete"), `${baseKey}\n`);
+            // Older bases are of no further use.
+            for (const old of await readdir(basesDir)) {
+              const dir = join(basesDir, old);
+              if (dir === tmp) continue;
+              await unmountUnder(run, dir);
+              await run.run("rm", ["-rf", "--one-file-system", dir]);
+            }
+            await rename(tmp, baseDir);
+          });
+        }
+        await ctx.step(`copy the bootstrapped base${haveBase ? " (cached)" : ""}`, () =>
+          run.run("cp", ["-a", "--reflink=auto", join(baseDir, "rootfs"), rootfs]),
+        );
         const tree = new Tree(rootfs);
         let kernel = "";
         await ctx.step("configure the system (agent, units, network, boot loader)", async () => {
@@ -159,11 +201,8 @@ export const hostRecipe: Recipe = {
           await run.run("chroot", [rootfs, "/usr/local/bin/node", "--version"]);
         });
         let hostPackages: Record<string, string> = {};
-        await ctx.step("record package versions and prune", async () => {
+        await ctx.step("record package versions", async () => {
           hostPackages = await installedVersions(run, [], join(rootfs, "var/lib/dpkg"));
-          for (const p of spec.prune) await rm(join(rootfs, p), { recursive: true, force: true });
-          await mkdir(join(rootfs, "var/cache/apt/archives/partial"), { recursive: true });
-          await mkdir(join(rootfs, "var/lib/apt/lists/partial"), { recursive: true });
         });
         const img = join(ctx.workDir, "root.ext4");
         let imageBytes = 0;
