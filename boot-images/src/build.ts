@@ -6,6 +6,7 @@ import type { CommandRunner } from "./core/exec.js";
 import { join } from "node:path";
 import { cachePaths, checkCached } from "./core/cache.js";
 import { BuildError } from "./core/errors.js";
+import { acquireLock } from "./core/lock.js";
 import { LoggedRunner } from "./core/exec.js";
 import { sha256File } from "./core/hash.js";
 import { computeInputKey } from "./core/key.js";
@@ -43,9 +44,19 @@ export async function buildImages(opts: BuildOptions): Promise<RecipeOutcome[]> 
   for (const recipe of opts.recipes) {
     const started = now();
     const logFile = paths.log(recipe.name);
+    const workDir = paths.work(recipe.name);
+    let release: () => Promise<void>;
+    try {
+      await mkdir(join(opts.cacheDir, "work"), { recursive: true });
+      release = await acquireLock(`${workDir}.lock`, recipe.name);
+    } catch (err) {
+      const error = new BuildError(recipe.name, "take the build lock", logFile, err);
+      opts.progress(error.message);
+      outcomes.push({ recipe: recipe.name, status: "failed", seconds: 0, manifests: [], error });
+      continue;
+    }
     await writeFile(logFile, `# weft-images build ${recipe.name} ${new Date(started).toISOString()}\n`);
     const run = new LoggedRunner(logFile);
-    const workDir = paths.work(recipe.name);
     let current = "plan";
     const ctx = contextFor(
       opts,
@@ -125,6 +136,8 @@ export async function buildImages(opts: BuildOptions): Promise<RecipeOutcome[]> 
       if (err instanceof Error && err.stack) appendFileSync(logFile, `${err.stack}\n`);
       opts.progress(error.message);
       outcomes.push({ recipe: recipe.name, status: "failed", seconds: seconds(), manifests: [], error });
+    } finally {
+      await release();
     }
   }
   return outcomes;
