@@ -4,6 +4,10 @@
 //
 // Node has no SO_BINDTODEVICE, so the socket binds 0.0.0.0:67 and every packet is filtered
 // by where it can have come from: giaddr for relayed packets, the served subnet otherwise.
+// An unrelayed broadcast from a client with no address (source 0.0.0.0) cannot be traced to
+// an interface, so on a host with several broadcast networks only one of them should reach
+// port 67 unrelayed. Replies to 255.255.255.255 leave by the route for that address: the host
+// needs `ip route add 255.255.255.255/32 dev <interface>` (otherwise ENETUNREACH).
 import dgram from "node:dgram";
 import { once } from "node:events";
 import {
@@ -377,6 +381,7 @@ export class DhcpServer {
     const { opts, mac } = ctx;
     const userClasses = opts.userClass?.classes;
     if (this.seenPxe.has(mac) || !isPxeClient({ vendorClass: opts.vendorClass, userClasses })) return;
+    if (this.seenPxe.size >= 100_000) this.seenPxe.clear(); // a bound, not an eviction policy
     this.seenPxe.add(mac);
     const arch = opts.clientArch?.[0];
     this.machines
