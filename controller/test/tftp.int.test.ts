@@ -381,6 +381,48 @@ describe("tftp server limits", () => {
   });
 });
 
+describe("tftp server robustness", () => {
+  it("rejects listen on a port in use, and can listen again elsewhere", async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), "weft-tftp-listen-"));
+    const first = new TftpServer({ root: dir, host: HOST, port: 0 });
+    const { port } = await first.listen();
+    const second = new TftpServer({ root: dir, host: HOST, port });
+    try {
+      await expect(second.listen()).rejects.toMatchObject({ code: "EADDRINUSE" });
+      const again = new TftpServer({ root: dir, host: HOST, port: 0 });
+      await expect(again.listen()).resolves.toMatchObject({ address: HOST });
+      await again.close();
+    } finally {
+      await first.close();
+      await second.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("keeps serving when an event listener throws", async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), "weft-tftp-listener-"));
+    await writeFile(path.join(dir, "f"), "content");
+    const server = new TftpServer({ root: dir, host: HOST, port: 0 });
+    server.on("transfer-complete", () => {
+      throw new Error("listener bug");
+    });
+    server.on("request-refused", () => {
+      throw new Error("listener bug");
+    });
+    const { port } = await server.listen();
+    try {
+      expect(await rawExchange(port, rrq("missing"))).toMatchObject({ op: Opcode.ERROR, code: 1 });
+      for (let i = 0; i < 2; i++) {
+        const res = await curlGet(port, "f", path.join(dir, `out${i}`));
+        expect(res.code, res.stderr).toBe(0);
+      }
+    } finally {
+      await server.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 function prng(seed: number): () => number {
   let x = seed >>> 0 || 1;
   return () => {

@@ -171,13 +171,20 @@ export class TftpServer extends EventEmitter<TftpServerEvents> {
     this.realRoot = await realpath(this.opts.root);
     const socket = createSocket({ type: isIPv6(this.host) ? "udp6" : "udp4" });
     this.socket = socket;
-    await new Promise<void>((resolve, reject) => {
-      socket.once("error", reject);
-      socket.bind({ address: this.host, port: this.port, exclusive: true }, () => {
-        socket.off("error", reject);
-        resolve();
+    try {
+      await new Promise<void>((resolve, reject) => {
+        socket.once("error", reject);
+        socket.bind({ address: this.host, port: this.port, exclusive: true }, () => {
+          socket.off("error", reject);
+          resolve();
+        });
       });
-    });
+    } catch (err) {
+      // EADDRINUSE, or EACCES for port 69 without the capability: leave the server re-usable.
+      this.socket = undefined;
+      socket.close();
+      throw err;
+    }
     socket.on("error", (err) => this.log.error({ err }, "tftp listening socket error"));
     socket.on("message", (msg, rinfo) => {
       try {
@@ -271,13 +278,22 @@ export class TftpServer extends EventEmitter<TftpServerEvents> {
     void run.finally(() => this.pending.delete(run));
   }
 
+  /** Emit without letting a throwing listener unwind into a socket handler. */
+  private safeEmit<K extends keyof TftpServerEvents>(event: K, ...args: TftpServerEvents[K]): void {
+    try {
+      (this.emit as (e: K, ...a: TftpServerEvents[K]) => boolean)(event, ...args);
+    } catch (err) {
+      this.log.error({ err, event }, "tftp event listener threw");
+    }
+  }
+
   private onMalformed(msg: Buffer, who: TftpRequestInfo, err: TftpPacketError): void {
     // A request-shaped packet gets ERROR 4; anything else is dropped (answering arbitrary
     // datagrams would make the server a reflector).
     const op = msg.length >= 2 ? msg.readUInt16BE(0) : -1;
     const isRequest = op === Opcode.RRQ || op === Opcode.WRQ;
     if (isRequest) this.sendError(who, ErrorCode.ILLEGAL_OPERATION, "malformed request");
-    this.emit("request-refused", {
+    this.safeEmit("request-refused", {
       ...who,
       file: undefined,
       reason: `malformed packet: ${err.reason}`,
@@ -308,7 +324,7 @@ export class TftpServer extends EventEmitter<TftpServerEvents> {
       { ...who, file, reason: refusal.reason, errorCode: refusal.errorCode },
       "tftp request refused",
     );
-    this.emit("request-refused", { ...who, file, reason: refusal.reason, errorCode: refusal.errorCode });
+    this.safeEmit("request-refused", { ...who, file, reason: refusal.reason, errorCode: refusal.errorCode });
   }
 
   private sendError(who: TftpRequestInfo, code: number, message: string): void {
@@ -394,11 +410,11 @@ export class TftpServer extends EventEmitter<TftpServerEvents> {
         { bytes: event.bytes, durationMs: Math.round(event.durationMs), retransmits: event.retransmits },
         "tftp transfer complete",
       );
-      this.emit("transfer-complete", event);
+      this.safeEmit("transfer-complete", event);
     } else {
       const reason = result.reason ?? "unknown";
       log.warn({ bytes: event.bytes, reason, retransmits: event.retransmits }, "tftp transfer failed");
-      this.emit("transfer-failed", { ...event, reason });
+      this.safeEmit("transfer-failed", { ...event, reason });
     }
   }
 

@@ -71,15 +71,17 @@ export class Transfer {
   ) {
     this.awaitingOack = p.oack.length > 0;
     this.oackPacket = this.awaitingOack ? encodePacket({ op: Opcode.OACK, options: p.oack }) : undefined;
-    p.socket.on("message", (msg) => this.onMessage(msg));
+    p.socket.on("message", (msg) => this.guard(() => this.onMessage(msg)));
     p.socket.on("error", (err) => this.finish(false, `socket error: ${err.message}`));
   }
 
   start(): void {
     this.lastProgress = performance.now();
     this.armTimer(this.p.timeoutMs);
-    if (this.oackPacket) this.p.socket.send(this.oackPacket);
-    else this.pump();
+    this.guard(() => {
+      if (this.oackPacket) this.p.socket.send(this.oackPacket);
+      else this.pump();
+    });
   }
 
   /** Stop now, telling the client why with an ERROR packet. */
@@ -87,6 +89,15 @@ export class Transfer {
     if (this.finished) return;
     this.sendError(ErrorCode.NOT_DEFINED, reason);
     this.finish(false, reason);
+  }
+
+  /** Run a socket or timer callback; a throw ends this transfer instead of the process. */
+  private guard(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.finish(false, `internal error: ${err instanceof Error ? err.message : String(err)}`);
+    }
   }
 
   private onMessage(msg: Buffer): void {
@@ -151,7 +162,7 @@ export class Transfer {
           this.waitingForData = true;
           feeder.wait(() => {
             this.waitingForData = false;
-            this.pump();
+            this.guard(() => this.pump());
           });
           return;
         }
@@ -174,7 +185,7 @@ export class Transfer {
   }
 
   private armTimer(ms: number): void {
-    this.timer = setTimeout(() => this.onTimer(), ms);
+    this.timer = setTimeout(() => this.guard(() => this.onTimer()), ms);
   }
 
   private onTimer(): void {
