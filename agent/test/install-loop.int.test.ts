@@ -6,6 +6,7 @@ import { existsSync } from "node:fs";
 import { mkdir, open, readFile, stat, statfs, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
+import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CommandRunner } from "../src/commands.js";
 import { ControllerClient } from "../src/client.js";
@@ -68,7 +69,7 @@ describe.skipIf(!canRun)("install-host on a loop device (real tools)", () => {
     await mkdir(join(rootfs, "etc"), { recursive: true });
     await writeFile(
       join(rootfs, "boot/extlinux/extlinux.conf"),
-      "DEFAULT host\nLABEL host\n  LINUX /boot/vmlinuz\n  APPEND root=LABEL=weft-root console=ttyS0\n",
+      "SERIAL 0 115200\nPROMPT 0\nDEFAULT host\nLABEL host\n  LINUX /boot/vmlinuz-missing\n  APPEND root=LABEL=weft-root console=ttyS0\n",
     );
     await writeFile(join(rootfs, "boot/vmlinuz"), randomBytes(4096));
     await writeFile(join(rootfs, "payload.bin"), randomBytes(24 << 20));
@@ -200,4 +201,53 @@ describe.skipIf(!canRun)("install-host on a loop device (real tools)", () => {
     expect(fs.blocks * fs.bsize).toBeGreaterThan(900 << 20); // resized from 192 MiB to ~1 GiB
     expect(calls.some((l) => l.startsWith("reboot"))).toBe(false);
   });
+
+  it.skipIf(!existsSync("/usr/bin/qemu-system-x86_64"))(
+    "the installed disk boots under QEMU (TCG) through gptmbr into extlinux",
+    async () => {
+      if (mountedCheck) {
+        await run("umount", [checkMnt()]);
+        mountedCheck = false;
+      }
+      // Boot a snapshot of the loop device: the BIOS runs gptmbr, which chains to the
+      // legacy-bootable partition's extlinux, which reads extlinux.conf and, with SERIAL set,
+      // reports on the serial port that the (deliberately absent) kernel is missing.
+      const qemu = execa(
+        "qemu-system-x86_64",
+        [
+          "-accel",
+          "tcg",
+          "-m",
+          "128",
+          "-nographic",
+          "-no-reboot",
+          "-serial",
+          "stdio",
+          "-monitor",
+          "none",
+          "-drive",
+          `file=${loop ?? ""},format=raw,snapshot=on,if=ide`,
+        ],
+        { reject: false, stdin: "ignore", timeout: 90_000 },
+      );
+      let out = "";
+      const seen = new Promise<string>((resolve) => {
+        qemu.stdout?.on("data", (d: Buffer) => {
+          out += d.toString("latin1");
+          if (/vmlinuz-missing/.test(out)) resolve(out);
+        });
+        void qemu.then(() => resolve(out));
+      });
+      const started = Date.now();
+      const text = await seen;
+      qemu.kill("SIGKILL");
+      await qemu;
+      console.log(
+        `QEMU/TCG: extlinux answered on serial after ${((Date.now() - started) / 1000).toFixed(1)} s`,
+      );
+      expect(text).toMatch(/vmlinuz-missing/);
+      expect(text).not.toMatch(/Missing OS|No bootable device/);
+    },
+    120_000,
+  );
 });
