@@ -344,6 +344,55 @@ describe("tftp server with real clients", () => {
   });
 });
 
+describe("tftp transfer under garbage on its own TID", () => {
+  it("ignores malformed datagrams from the client's port and completes", async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), "weft-tftp-tid-"));
+    const content = randomBytes(200_000);
+    await writeFile(path.join(dir, "f"), content);
+    const server = new TftpServer({ root: dir, host: HOST, port: 0, timeoutMs: 200 });
+    const { port } = await server.listen();
+    const client = createSocket("udp4");
+    await new Promise<void>((r) => client.bind(0, HOST, r));
+    const rand = prng(42);
+    const garbage = (): Buffer => {
+      for (;;) {
+        const g = randomBytes(Math.floor(rand() * 40));
+        if (g.length >= 2) g[0] = 0;
+        // An ERROR would end the transfer and an ACK would steer it: both are legitimate.
+        if (g.length >= 2 && (g[1] === Opcode.ERROR || g[1] === Opcode.ACK)) continue;
+        return g;
+      }
+    };
+    try {
+      const received: Buffer[] = [];
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error("transfer stalled")), 30_000);
+        let expected = 1;
+        client.on("message", (msg, from) => {
+          const packet = decodePacket(msg);
+          if (packet.op !== Opcode.DATA) return reject(new Error(`unexpected ${JSON.stringify(packet)}`));
+          if (packet.block === (expected & 0xffff)) {
+            received.push(Buffer.from(packet.data));
+            expected++;
+          }
+          for (let i = Math.floor(rand() * 4); i > 0; i--) client.send(garbage(), from.port, HOST);
+          client.send(encodePacket({ op: Opcode.ACK, block: packet.block }), from.port, HOST);
+          if (packet.data.length < 512) {
+            clearTimeout(timer);
+            resolve();
+          }
+        });
+        client.send(rrq("f"), port, HOST);
+      });
+      expect(Buffer.concat(received).equals(content)).toBe(true);
+    } finally {
+      client.close();
+      await server.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe("tftp server limits", () => {
   it("refuses a request beyond maxTransfers with 'server busy', then serves again", async () => {
     const dir = await mkdtemp(path.join(tmpdir(), "weft-tftp-cap-"));
