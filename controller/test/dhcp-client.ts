@@ -77,7 +77,7 @@ export class DhcpTestClient {
   /** Send and wait for the reply with the same xid and chaddr; retransmit on silence. */
   async exchange(
     c: ClientMessage,
-    opts: { timeoutMs?: number; tries?: number } = {},
+    opts: { timeoutMs?: number; tries?: number; to?: { address: string; port: number } } = {},
   ): Promise<Received | undefined> {
     const m = clientMessage({ flags: FLAG_BROADCAST, ...c, xid: c.xid ?? this.nextXid() });
     const data = encode(m);
@@ -100,7 +100,7 @@ export class DhcpTestClient {
           },
         });
       });
-      this.sock.send(data, this.serverPort, this.server);
+      this.sock.send(data, opts.to?.port ?? this.serverPort, opts.to?.address ?? this.server);
       const r = await got;
       if (r) return r;
     }

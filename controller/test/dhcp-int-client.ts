@@ -27,6 +27,30 @@ async function main(): Promise<unknown> {
       });
       return { type: typeName(r?.opts.messageType), yiaddr: r?.msg.yiaddr };
     }
+    case "proxy": {
+      // A UEFI PXE client beside another DHCP server: the proxy's OFFER on port 67, then the
+      // REQUEST to the proxy's port 4011 once the client has an address (PXE 2.1 section 2.2.4).
+      const m = String(args.mac);
+      const pxe: [number, Buffer][] = [
+        [Opt.VendorClass, write.str("PXEClient:Arch:00007:UNDI:003000")],
+        [Opt.ClientArch, Buffer.from([0, 7])],
+      ];
+      const offer = await client.exchange({ type: MessageType.Discover, mac: m, options: pxe });
+      const server = offer?.opts.serverId ?? "0.0.0.0";
+      const ack = await client.exchange(
+        { type: MessageType.Request, mac: m, ciaddr: String(args.ciaddr), flags: 0, options: pxe },
+        { to: { address: server, port: 4011 } },
+      );
+      const file = (r: typeof offer) => r?.msg.options.get(Opt.BootFile)?.toString();
+      return {
+        offer: typeName(offer?.opts.messageType),
+        offerYiaddr: offer?.msg.yiaddr,
+        offerFile: file(offer),
+        offerVendorClass: offer?.opts.vendorClass,
+        ack: typeName(ack?.opts.messageType),
+        ackFile: file(ack),
+      };
+    }
     case "lease": {
       const r = await client.lease(String(args.mac));
       return { type: typeName(r?.ack.opts.messageType), ip: r?.ack.msg.yiaddr };

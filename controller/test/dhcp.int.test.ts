@@ -22,9 +22,9 @@ let db: Db | undefined;
 let udhcpcIf: VethPair;
 let dhclientIf: VethPair;
 
-const serverConfig = () =>
+const serverConfig = (mode: "full" | "proxy") =>
   JSON.stringify({
-    mode: "full",
+    mode,
     serverAddress: SERVER_IP,
     db: dbUrl,
     subnets: [
@@ -38,10 +38,10 @@ const serverConfig = () =>
     ],
   });
 
-async function startServer(): Promise<void> {
+async function startServer(mode: "full" | "proxy" = "full"): Promise<void> {
   const p = srv!.spawn(
     process.execPath,
-    ["--import", "tsx", "controller/test/dhcp-int-server.ts", serverConfig()],
+    ["--import", "tsx", "controller/test/dhcp-int-server.ts", serverConfig(mode)],
     {
       cwd: repoRoot,
     },
@@ -98,7 +98,7 @@ async function udhcpc(extra: string[] = []): Promise<Record<string, string>> {
   fs.rmSync(`${out}.bound`, { force: true });
   const r = await cli!.exec(
     "udhcpc",
-    ["-i", udhcpcIf.peer, "-f", "-q", "-n", "-t", "4", "-T", "1", "-s", path.join(dir, "hook.sh"), ...extra],
+    ["-i", udhcpcIf.peer, "-f", "-q", "-n", "-t", "8", "-T", "2", "-s", path.join(dir, "hook.sh"), ...extra],
     { timeoutMs: 30_000 },
   );
   if (!fs.existsSync(`${out}.bound`))
@@ -190,7 +190,7 @@ describe("DHCP server with real clients", () => {
     let err = "";
     p.stderr?.on("data", (d: Buffer) => (err += d.toString()));
     const bound = path.join(dir, "dhclient.BOUND");
-    for (let i = 0; i < 150 && !fs.existsSync(bound); i++) await new Promise((r) => setTimeout(r, 100));
+    for (let i = 0; i < 300 && !fs.existsSync(bound); i++) await new Promise((r) => setTimeout(r, 100));
     await Netns.stop(p);
     if (!fs.existsSync(bound)) throw new Error(`dhclient got no lease: ${err}`);
     const env = scriptEnv(bound);
@@ -243,7 +243,7 @@ describe("DHCP server with real clients", () => {
       "-s",
       path.join(dir, "hook.sh"),
     ]);
-    for (let i = 0; i < 100 && !fs.existsSync(out); i++) await new Promise((res) => setTimeout(res, 100));
+    for (let i = 0; i < 300 && !fs.existsSync(out); i++) await new Promise((res) => setTimeout(res, 100));
     expect(scriptEnv(out).ip).toBe(udhcpcIp);
     p.kill("SIGUSR2");
     await new Promise((res) => setTimeout(res, 500));
@@ -256,5 +256,19 @@ describe("DHCP server with real clients", () => {
     expect(r).toMatchObject({ ok: 80, failed: 0 });
     const rows = await db!.lease.findMany({ where: { state: "bound" } });
     expect(new Set(rows.map((l) => l.mac)).size).toBe(rows.length);
+  });
+
+  it("in proxy mode, offers only boot options on port 67 and ACKs on port 4011", async () => {
+    await stopServer();
+    await startServer("proxy");
+    const r = await scenario("proxy", { mac: "02:77:00:00:02:01", ciaddr: "10.77.0.250" });
+    expect(r).toMatchObject({
+      offer: "OFFER",
+      offerYiaddr: "0.0.0.0",
+      offerFile: "ipxe.efi",
+      offerVendorClass: "PXEClient",
+      ack: "ACK",
+      ackFile: "ipxe.efi",
+    });
   });
 });
