@@ -12,7 +12,9 @@
 //
 // Exit codes: 0 stopped by a signal, 1 fatal error, 2 bad configuration, 3 refused by the
 // controller (nonce or token).
-console.log("weft-agent: starting");
+// `inventory` prints JSON on stdout, so its diagnostics go to stderr.
+const dataOnStdout = process.argv[2] === "inventory";
+(dataOnStdout ? console.error : console.log)("weft-agent: starting");
 
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { uptime } from "node:os";
@@ -56,7 +58,7 @@ function fileTokenStore(path: string): TokenStore {
 
 async function main(): Promise<number> {
   const argv = process.argv.slice(2);
-  const log = consoleLogger();
+  const log = dataOnStdout ? consoleLogger((l) => process.stderr.write(`${l}\n`)) : consoleLogger();
   const exec = createExec(log);
   const root = "/";
 
