@@ -59,6 +59,8 @@ export interface LabPaths {
   controllerLog: string;
   controllerData: string;
   controllerSocket: string;
+  /** Where the controller writes its admin token. */
+  controllerToken: string;
   libvirt: {
     root: string;
     etc: string;
@@ -92,7 +94,14 @@ export function labPaths(stateDir: string): LabPaths {
     raLog: j("ra.log"),
     controllerLog: j("controller.log"),
     controllerData: j("controller"),
-    controllerSocket: j("controller.sock"),
+    // The default lab's controller answers where the weft CLI looks by default, so `weft`
+    // works unchanged; any other lab (tests) keeps everything in its state directory.
+    controllerSocket:
+      path.resolve(stateDir) === DEFAULT_STATE_DIR ? "/run/weft/weft.sock" : j("controller.sock"),
+    controllerToken:
+      path.resolve(stateDir) === DEFAULT_STATE_DIR
+        ? "/var/lib/weft/admin.token"
+        : j("controller", "admin.token"),
     libvirt: {
       root: lv(),
       etc: lv("etc"),

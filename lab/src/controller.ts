@@ -1,31 +1,44 @@
-// HOOK: starting the Weft controller inside the lab.
+// Starting the Weft controller inside the lab.
 //
 // The controller runs in the lab's network namespace (its DHCP, TFTP and HTTP services
 // listen on the bridge) with its data in the lab state directory and its API socket at
 // <state dir>/controller.sock - a path outside anything `ip netns exec` remounts, so the
 // `weft` CLI works from the host. Output goes to <state dir>/controller.log.
 //
-// To finish: adjust controllerArgs() to the daemon's final flags (they are only passed
-// when its --help lists them, so this works while the daemon is being written).
 import { existsSync, mkdirSync } from "node:fs";
+import net from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
-import { labPaths, type LabConfig } from "./config.js";
+import { NETWORK, labPaths, type LabConfig } from "./config.js";
 import type { LabSystem } from "./exec.js";
 import { recordProcess, type ProcessRecord } from "./procs.js";
 
 export type ControllerStart =
   { started: true; process: ProcessRecord; args: string[] } | { started: false; reason: string };
 
-/** Flags for the controller, keeping only those its --help mentions. */
-export function controllerArgs(config: LabConfig, help: string): string[] {
+/** The controller's flags: its state in the lab, netboot on the provisioning bridge. */
+export function controllerArgs(config: LabConfig): string[] {
   const paths = labPaths(config.stateDir);
-  const wanted: Array<[string, string]> = [
-    ["--data-dir", paths.controllerData],
-    ["--socket", paths.controllerSocket],
-    ["--dhcp-interface", config.bridge],
+  const net = NETWORK.ipv4.split(".").slice(0, 3).join(".");
+  return [
+    "--data-dir",
+    paths.controllerData,
+    "--socket",
+    paths.controllerSocket,
+    "--token-file",
+    paths.controllerToken,
+    "--listen",
+    `${NETWORK.ipv4}:${CONTROLLER_PORT}`,
+    "--netboot-address",
+    NETWORK.ipv4,
+    "--dhcp-subnet",
+    `${net}.0/${NETWORK.ipv4Prefix}`,
+    "--dhcp-range",
+    `${net}.100-${net}.199`,
   ];
-  return wanted.filter(([flag]) => help.includes(flag)).flat();
 }
+
+/** The API's TCP port on the provisioning network (agents and boot scripts use it). */
+export const CONTROLLER_PORT = 7480;
 
 export async function startController(
   sys: LabSystem,
@@ -47,17 +60,30 @@ export async function startController(
   }
   const paths = labPaths(config.stateDir);
   mkdirSync(paths.controllerData, { recursive: true });
-  const args = controllerArgs(config, `${help.stdout}\n${help.stderr}`);
+  const args = controllerArgs(config);
   // `ip netns exec` replaces itself with the command, so the PID is the controller's.
   const pid = await sys.spawnDetached(
     "ip",
     ["netns", "exec", config.netns, process.execPath, entry, ...args],
     paths.controllerLog,
   );
-  await sleep(1_000);
-  const rec = recordProcess(pid, "weft-controller");
-  if (rec === undefined) {
-    return { started: false, reason: `the controller exited at once: see ${paths.controllerLog}` };
+  // Ready when its API socket answers; migrations on a fresh database take a moment.
+  for (let waited = 0; waited < 60_000; waited += 250) {
+    if (recordProcess(pid, "weft-controller") === undefined) break;
+    if (await answers(paths.controllerSocket)) {
+      return { started: true, process: recordProcess(pid, "weft-controller")!, args };
+    }
+    await sleep(250);
   }
-  return { started: true, process: rec, args };
+  return { started: false, reason: `the controller did not come up: see ${paths.controllerLog}` };
+}
+
+function answers(socket: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = net.connect(socket, () => {
+      c.destroy();
+      resolve(true);
+    });
+    c.on("error", () => resolve(false));
+  });
 }

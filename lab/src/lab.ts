@@ -50,6 +50,8 @@ export interface UpOptions {
   firmware: "bios" | "uefi";
   /** Path of the controller's entry (controller/dist/main.js). */
   controllerEntry: string;
+  /** Where boot-images keeps built images; they are imported into the controller. */
+  imageCache: string;
   /** Progress: called after each step. Throwing here stops `up` where it is, as a crash would. */
   onStep?: (step: UpStep, message: string) => void | Promise<void>;
   /** Replaces the KVM probe (tests). */
@@ -219,7 +221,7 @@ export async function up(sys: LabSystem, rawConfig: LabConfig, opts: UpOptions):
     save(state.phase);
     await step("servers", `servers: ${servers.map((s) => s.name).join(", ")}`);
 
-    // 6. The controller (HOOK: see controller.ts).
+    // 6. The controller, in the namespace, serving netboot on the bridge.
     let controller: UpReport["controller"];
     const prevController = running(state, "controller");
     if (prevController !== undefined && networkCreated) await stopProcess(prevController);
@@ -239,9 +241,14 @@ export async function up(sys: LabSystem, rawConfig: LabConfig, opts: UpOptions):
       controller.started ? `controller: pid ${controller.process.pid}` : `controller: ${controller.reason}`,
     );
 
-    // 7. Registration (HOOK: see register.ts).
-    await registerServers(config, servers);
-    await step("register", `registered ${servers.length} servers`);
+    // 7. Registration with the controller, and the boot images it serves.
+    const reg = await registerServers(config, servers, opts.imageCache);
+    await step(
+      "register",
+      reg.skipped
+        ? `registration skipped: ${reg.skipped}`
+        : `registered ${servers.length} servers; images: ${reg.images.length ? reg.images.join(", ") : `none in ${opts.imageCache} (build them with npm run images)`}`,
+    );
 
     const alreadyUp = prev?.phase === "up" && changed.length === 0;
     save("up");

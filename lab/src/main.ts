@@ -56,6 +56,11 @@ program
     "controller entry to start in the namespace",
     fileURLToPath(new URL("../../controller/dist/main.js", import.meta.url)),
   )
+  .option(
+    "--image-cache <dir>",
+    "built boot images to import (env WEFT_IMAGES_CACHE)",
+    process.env["WEFT_IMAGES_CACHE"] ?? "/var/cache/weft/images",
+  )
   .action(
     async (o: {
       servers: number;
@@ -65,6 +70,7 @@ program
       accel: AccelRequest;
       firmware: "bios" | "uefi";
       controller: string;
+      imageCache: string;
     }) => {
       await runUp(realSystem, labConfig(), {
         servers: o.servers,
@@ -74,6 +80,7 @@ program
         accel: o.accel,
         firmware: o.firmware,
         controllerEntry: o.controller,
+        imageCache: o.imageCache,
       });
     },
   );

@@ -95,15 +95,34 @@ describe("console cleaning", () => {
   });
 });
 
-describe("controller hook", () => {
-  it("passes only the flags the controller's help lists", () => {
-    expect(controllerArgs(config, "  --data-dir <dir>\n  --socket <path>\n")).toEqual([
+describe("the lab's controller", () => {
+  it("keeps its state in the lab, answers where weft looks by default, and serves netboot on the bridge", () => {
+    expect(controllerArgs(config)).toEqual([
       "--data-dir",
       "/var/lib/weft-lab/controller",
       "--socket",
-      "/var/lib/weft-lab/controller.sock",
+      "/run/weft/weft.sock",
+      "--token-file",
+      "/var/lib/weft/admin.token",
+      "--listen",
+      "10.77.0.1:7480",
+      "--netboot-address",
+      "10.77.0.1",
+      "--dhcp-subnet",
+      "10.77.0.0/24",
+      "--dhcp-range",
+      "10.77.0.100-10.77.0.199",
     ]);
-    expect(controllerArgs(config, "--dhcp-interface <if>")).toEqual(["--dhcp-interface", "weftbr0"]);
+  });
+
+  it("keeps a test lab's socket and token in its own state directory", () => {
+    const args = controllerArgs({ ...config, stateDir: "/tmp/lab-x" });
+    expect(args.slice(2, 6)).toEqual([
+      "--socket",
+      "/tmp/lab-x/controller.sock",
+      "--token-file",
+      "/tmp/lab-x/controller/admin.token",
+    ]);
   });
 });
 
