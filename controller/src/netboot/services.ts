@@ -23,7 +23,7 @@ export async function startNetboot(config: Config, db: Db, log: Logger): Promise
       root: config.ipxeDir,
       host: address,
       port: config.tftpPort,
-      log: log.child({ svc: "tftp" }),
+      log: log.child({ component: "tftp" }),
     });
     const t = await tftp.listen();
     stops.push(() => tftp.close());
@@ -54,7 +54,7 @@ export async function startNetboot(config: Config, db: Db, log: Logger): Promise
         },
         leases: new PrismaLeaseStore(db),
         machines: new PrismaMachineHooks(db),
-        logger: log.child({ svc: "dhcp" }),
+        logger: log.child({ component: "dhcp" }),
       });
       await dhcp.start();
       stops.push(() => dhcp.stop());
