@@ -45,7 +45,16 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function main(): Promise<void> {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), "weft-dhcp-bench-"));
   const srv = await Netns.create("weft-dhcpb");
-  const cli = await Netns.create("weft-dhcpbc");
+  const cli = await Netns.create("weft-dhcpbc").catch(async (e: unknown) => {
+    await srv.destroy();
+    throw e;
+  });
+  // Ctrl-C still removes the namespaces (and ends the servers started in them).
+  const onSignal = () => {
+    void Promise.all([cli.destroy(), srv.destroy()]).finally(() => process.exit(130));
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
   const results = new Map<string, Result>();
   try {
     const bridge = uniqueName("weftbr-");
