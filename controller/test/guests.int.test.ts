@@ -10,7 +10,10 @@ import crypto from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { detectKvm } from "../src/guests/accel.js";
+import { HostCa } from "../src/guests/ca.js";
+import { renderDomainXml } from "../src/guests/domain-xml.js";
 import { createExec } from "../src/guests/exec.js";
+import { RemoteHostDriver } from "../src/guests/remote-driver.js";
 import { DEFAULT_GUEST_NETWORK, LocalHostDriver, type ImageSource } from "../src/guests/host-driver.js";
 import { Ipam } from "../src/guests/ipam.js";
 import { GuestService } from "../src/guests/service.js";
@@ -42,6 +45,7 @@ const uri = `qemu:///system?socket=${lv.sock}/libvirt-sock`;
 const pids: number[] = [];
 const logLines: string[] = [];
 const log = createLogger("debug", { write: (l: string) => void logLines.push(l) });
+const ca = new HostCa(`${dir}/pki`, createExec(log), { bits: 2048 });
 
 let t: TempStore;
 let driver: LocalHostDriver;
@@ -61,9 +65,24 @@ function readPid(file: string): number | undefined {
 async function startLibvirt(): Promise<void> {
   for (const d of [...Object.values(lv), `${lv.lib}/dnsmasq`, `${lv.lib}/network`])
     fs.mkdirSync(d, { recursive: true });
+  // TLS as a host would have it: certificates from the controller's CA, no plain TCP, and
+  // only the controller's client certificate let in.
+  await ca.ensureClient();
+  const server = await ca.issueServer({ name: "localhost", addresses: ["127.0.0.1"] });
   fs.writeFileSync(
     `${lv.etc}/libvirtd.conf`,
-    `unix_sock_dir = "${lv.sock}"\nunix_sock_rw_perms = "0700"\nlog_outputs = "3:file:${dir}/libvirtd.log"\n`,
+    [
+      `unix_sock_dir = "${lv.sock}"`,
+      `unix_sock_rw_perms = "0700"`,
+      `log_outputs = "3:file:${dir}/libvirtd.log"`,
+      `listen_tls = 1`,
+      `listen_tcp = 0`,
+      `key_file = "${server.keyFile}"`,
+      `cert_file = "${server.certFile}"`,
+      `ca_file = "${ca.caCertFile}"`,
+      `tls_allowed_dn_list = ["O=Weft,CN=weft-controller", "CN=weft-controller,O=Weft"]`,
+      "",
+    ].join("\n"),
   );
   fs.writeFileSync(`${lv.etc}/virtlogd.conf`, `log_outputs = "3:file:${dir}/virtlogd.log"\n`);
   fs.writeFileSync(`${lv.etc}/qemu.conf`, 'user = "root"\ngroup = "root"\n');
@@ -75,7 +94,7 @@ async function startLibvirt(): Promise<void> {
     'mount --bind "$1/cache" /var/cache/libvirt',
     'mount --bind "$1/log" /var/log/libvirt',
     'virtlogd -d -p "$2/virtlogd.pid"',
-    'libvirtd -d -p "$2/libvirtd.pid"',
+    'libvirtd -d -l -p "$2/libvirtd.pid"',
   ].join("\n");
   sh("nsenter", [
     `--net=/run/netns/${netns}`,
@@ -330,5 +349,150 @@ describe("guests on a real libvirtd", () => {
     const img = await t.db.image.findUniqueOrThrow({ where: { name: "guest-base" } });
     await driver.removeBase({ name: img.name, sha256: img.sha256, size: Number(img.size) });
     expect(fs.readdirSync(`${dir}/host/images`)).toEqual([]);
+  });
+});
+
+describe("a host reached through libvirt alone (TLS, storage pools)", () => {
+  const tlsUri = (pki: string) => `qemu+tls://127.0.0.1/system?pkipath=${encodeURIComponent(pki)}`;
+  const inNs = (args: string[]) => {
+    try {
+      return { ok: true, out: sh("nsenter", [`--net=/run/netns/${netns}`, ...args]) };
+    } catch (err) {
+      return { ok: false, out: String((err as { stderr?: unknown }).stderr ?? err) };
+    }
+  };
+
+  it("lets the controller's client certificate in over TLS, and no other", async () => {
+    const ok = inNs(["virsh", "-c", tlsUri(ca.clientDir), "-q", "uri"]);
+    if (!ok.ok) console.log(tryRun("tail", ["-n", "20", `${dir}/libvirtd.log`]));
+    expect(ok.out).toContain("qemu+tls://127.0.0.1/system");
+    expect(ok.ok).toBe(true);
+    // A client certificate from another CA; the client trusts both CAs, so it is the server
+    // that refuses it.
+    const rogue = new HostCa(`${dir}/rogue-pki`, createExec(log), { bits: 2048 });
+    await rogue.ensureClient();
+    fs.writeFileSync(
+      `${rogue.clientDir}/cacert.pem`,
+      fs.readFileSync(ca.caCertFile, "utf8") + fs.readFileSync(rogue.caCertFile, "utf8"),
+    );
+    const bad = inNs(["virsh", "-c", tlsUri(rogue.clientDir), "-q", "uri"]);
+    expect(bad.ok).toBe(false);
+    expect(bad.out).not.toMatch(/Our own certificate/);
+    // And nothing listens on plain TCP.
+    expect(inNs(["virsh", "-c", "qemu+tcp://127.0.0.1/system", "-q", "uri"]).ok).toBe(false);
+  });
+
+  it("uploads a base once, makes overlays and config drives as volumes, runs a domain", async () => {
+    const img = await t.db.image.findUniqueOrThrow({ where: { name: "guest-base" } });
+    const ref = { name: img.name, sha256: img.sha256, size: Number(img.size) };
+    const caps = await driver.capabilities();
+    await driver.networkEnsure(); // on a real host, the agent's job
+    const remote = new RemoteHostDriver({
+      libvirtUri: uri,
+      remoteDir: `${dir}/remote`,
+      network: DEFAULT_GUEST_NETWORK.name,
+      guestSubnet: DEFAULT_GUEST_NETWORK.subnet,
+      imageFile: () => baseFile,
+      exec: createExec(log),
+      log,
+      capabilities: caps,
+    });
+    try {
+      const uploadsBefore = logLines.filter((l) => l.includes('"vol-upload"')).length;
+      const [a, b] = await Promise.all([remote.ensureBaseImage(ref), remote.ensureBaseImage(ref)]);
+      expect(a).toBe(`${dir}/remote/images/${img.sha256}.qcow2`);
+      expect(b).toBe(a);
+      expect(logLines.filter((l) => l.includes('"vol-upload"')).length - uploadsBefore).toBe(1);
+
+      const overlay = await remote.createOverlay("rg-1", ref, 2 * 2 ** 30);
+      expect(overlay).toBe(`${dir}/remote/guests/rg-1.qcow2`);
+      const info = JSON.parse(
+        sh("qemu-img", ["info", "-U", "-f", "qcow2", "--output=json", overlay]),
+      ) as Record<string, unknown>;
+      expect(info["backing-filename"]).toBe(a);
+      await remote.writeConfigDrive({
+        name: "rg-1",
+        dip: "10.78.0.200",
+        prefix: 16,
+        gateway: "10.78.0.1",
+        role: null,
+        vip: null,
+      });
+      expect(fs.existsSync(`${dir}/remote/guests/rg-1.iso`)).toBe(true);
+
+      const xml = renderDomainXml(
+        {
+          name: "weft-rg-1",
+          uuid: crypto.randomUUID(),
+          vcpus: 1,
+          cpuMhz: 1600,
+          memoryMiB: 128,
+          diskIops: null,
+          diskBps: null,
+          netInKBps: 1000,
+          netOutKBps: 1000,
+          mac: "52:54:00:00:00:c8",
+        },
+        {
+          kvm: kvm.kvm,
+          cpuMhz: hostMhz,
+          bandwidth: caps.bandwidth,
+          hardLimitInXml: caps.memlock,
+          network: remote.network,
+        },
+        remote.paths("rg-1"),
+      );
+      await remote.defineAndStart("rg-1", xml, caps.memlock ? {} : { liveHardLimitKiB: 512 * 1024 });
+      expect(await remote.domainState("rg-1")).toBe("running");
+      expect((await remote.inventory()).overlays).toEqual(["rg-1"]);
+      await expect(remote.removeBase(ref)).rejects.toMatchObject({ code: "IMAGE_IN_USE" });
+      await expect(
+        remote.setVipRules("10.79.0.9", [{ port: 80, protocol: "tcp" }], []),
+      ).rejects.toMatchObject({
+        code: "VIP_RULES_UNSUPPORTED",
+      });
+
+      await remote.destroy("rg-1");
+      expect(await remote.domainState("rg-1")).toBe("absent");
+      expect(fs.readdirSync(`${dir}/remote/guests`)).toEqual([]);
+      await remote.removeBase(ref);
+      expect(fs.readdirSync(`${dir}/remote/images`)).toEqual([]);
+    } finally {
+      await remote.close();
+    }
+  });
+
+  it("refuses a hostile base that names a host file as its backing file", async () => {
+    const evil = `${dir}/controller-images/evil.qcow2`;
+    sh("qemu-img", ["create", "-q", "-f", "qcow2", "-b", "/etc/passwd", "-F", "raw", evil, "64M"]);
+    const sha256 = crypto.createHash("sha256").update(fs.readFileSync(evil)).digest("hex");
+    const ref = { name: "evil", sha256, size: fs.statSync(evil).size };
+    const remote = new RemoteHostDriver({
+      libvirtUri: uri,
+      remoteDir: `${dir}/remote`,
+      network: DEFAULT_GUEST_NETWORK.name,
+      guestSubnet: DEFAULT_GUEST_NETWORK.subnet,
+      imageFile: () => evil,
+      exec: createExec(log),
+      log,
+      capabilities: await driver.capabilities(),
+    });
+    const local = new LocalHostDriver({
+      stateDir: `${dir}/host-evil`,
+      libvirtUri: uri,
+      network: DEFAULT_GUEST_NETWORK,
+      images: { open: async () => fs.createReadStream(evil) },
+      exec: createExec(log),
+      log,
+      netns,
+    });
+    try {
+      await expect(remote.ensureBaseImage(ref)).rejects.toMatchObject({ code: "IMAGE_BACKING_FILE" });
+      await expect(local.ensureBaseImage(ref)).rejects.toMatchObject({ code: "IMAGE_BACKING_FILE" });
+      expect(fs.readdirSync(`${dir}/host-evil/images`)).toEqual([]);
+    } finally {
+      await remote.close();
+      await local.close();
+    }
   });
 });

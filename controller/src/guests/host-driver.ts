@@ -188,10 +188,145 @@ function runState(s: DomainState): DomainRunState {
   }
 }
 
+/**
+ * Builds a guest's config drive: an ISO 9660 image labelled cidata holding weft.json
+ * {name, dip, prefix, gateway, role, vip}, and the same facts for cloud-init's NoCloud
+ * datasource (meta-data, network-config), so stock cloud images configure themselves too.
+ */
+export async function buildConfigDrive(exec: Exec, d: ConfigDriveData, outFile: string): Promise<void> {
+  checkGuestName(d.name);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "weft-cidata-"));
+  try {
+    const weft = { name: d.name, dip: d.dip, prefix: d.prefix, gateway: d.gateway, role: d.role, vip: d.vip };
+    fs.writeFileSync(path.join(dir, "weft.json"), JSON.stringify(weft, null, 2) + "\n");
+    fs.writeFileSync(path.join(dir, "meta-data"), `instance-id: ${d.name}\nlocal-hostname: ${d.name}\n`);
+    fs.writeFileSync(
+      path.join(dir, "network-config"),
+      [
+        "version: 2",
+        "ethernets:",
+        "  eth0:",
+        "    match: {name: 'e*'}",
+        `    addresses: [${d.dip}/${d.prefix}]`,
+        `    routes: [{to: 0.0.0.0/0, via: ${d.gateway}}]`,
+        "",
+      ].join("\n"),
+    );
+    fs.writeFileSync(path.join(dir, "user-data"), "#cloud-config\n{}\n");
+    await exec("genisoimage", [
+      "-quiet",
+      "-output",
+      outFile,
+      "-volid",
+      "cidata",
+      "-joliet",
+      "-rock",
+      "-input-charset",
+      "utf-8",
+      dir,
+    ]);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Domains through the node-libvirt binding, on any connection URI (a local socket or
+ * qemu+tls to a host). Shared by the local and remote drivers.
+ */
+export class LibvirtDomains {
+  #hv: Promise<Hypervisor> | undefined;
+
+  constructor(
+    readonly uri: string,
+    private readonly virsh: (args: string[]) => Promise<unknown>,
+  ) {}
+
+  #hypervisor(): Promise<Hypervisor> {
+    this.#hv ??= (async () => {
+      const hv = new Hypervisor({ uri: this.uri });
+      await hv.connectOpen();
+      return hv;
+    })();
+    this.#hv.catch(() => (this.#hv = undefined));
+    return this.#hv;
+  }
+
+  async lookup(guest: string): Promise<Domain | null> {
+    const hv = await this.#hypervisor();
+    try {
+      return await hv.domainLookupByName(domainName(guest));
+    } catch (err) {
+      if (NO_DOMAIN.test(messageOf(err))) return null;
+      throw err;
+    }
+  }
+
+  async defineAndStart(guest: string, xml: string, opts: { liveHardLimitKiB?: number } = {}): Promise<void> {
+    checkGuestName(guest);
+    const hv = await this.#hypervisor();
+    const dom = await hv.domainDefineXML(xml);
+    try {
+      await dom.create();
+      if (opts.liveHardLimitKiB !== undefined) {
+        // The binding has no memtune: virsh, on the same connection URI.
+        await this.virsh([
+          "memtune",
+          domainName(guest),
+          "--hard-limit",
+          String(opts.liveHardLimitKiB),
+          "--live",
+        ]);
+      }
+    } catch (err) {
+      await dom.destroy().catch(() => undefined);
+      await dom.undefine().catch(() => undefined);
+      throw new WeftError("unavailable", "DOMAIN_START_FAILED", `starting ${guest}: ${messageOf(err)}`, {
+        cause: err,
+      });
+    }
+  }
+
+  async state(guest: string): Promise<DomainRunState> {
+    const dom = await this.lookup(guest);
+    if (!dom) return "absent";
+    return runState((await dom.getInfo()).state);
+  }
+
+  /** Stops and undefines the guest's domain if there is one. */
+  async remove(guest: string): Promise<void> {
+    const dom = await this.lookup(guest);
+    if (!dom) return;
+    try {
+      await dom.destroy();
+    } catch (err) {
+      if (!NOT_RUNNING.test(messageOf(err)) && !NO_DOMAIN.test(messageOf(err))) throw err;
+    }
+    try {
+      await dom.undefine();
+    } catch (err) {
+      if (!NO_DOMAIN.test(messageOf(err))) throw err;
+    }
+  }
+
+  /** Guest names of the `weft-` domains. */
+  async guests(): Promise<string[]> {
+    const hv = await this.#hypervisor();
+    const names = await Promise.all((await hv.connectListAllDomains()).map((d) => d.getName()));
+    return names.filter((n) => n.startsWith(DOMAIN_PREFIX)).map((n) => n.slice(DOMAIN_PREFIX.length));
+  }
+
+  async close(): Promise<void> {
+    const hv = this.#hv;
+    this.#hv = undefined;
+    if (hv) await (await hv.catch(() => undefined))?.connectClose().catch(() => undefined);
+  }
+}
+
 export class LocalHostDriver implements HostDriver {
   readonly #o: LocalHostDriverOptions;
   readonly #downloads = new Map<string, Promise<string>>();
-  #hv: Promise<Hypervisor> | undefined;
+  readonly #domains: LibvirtDomains;
   #networkReady: Promise<void> | undefined;
   /** Bases checked with qemu-img since this driver started (the cache is read-only). */
   readonly #verified = new Set<string>();
@@ -199,6 +334,7 @@ export class LocalHostDriver implements HostDriver {
 
   constructor(options: LocalHostDriverOptions) {
     this.#o = options;
+    this.#domains = new LibvirtDomains(options.libvirtUri, (args) => this.#virsh(args));
     for (const d of ["images", "overlays", "config", "console"])
       fs.mkdirSync(path.join(options.stateDir, d), { recursive: true, mode: 0o750 });
   }
@@ -237,26 +373,6 @@ export class LocalHostDriver implements HostDriver {
 
   #virsh(args: string[], allowFailure = false) {
     return this.#o.exec("virsh", ["-c", this.#o.libvirtUri, "-q", ...args], { allowFailure });
-  }
-
-  #hypervisor(): Promise<Hypervisor> {
-    this.#hv ??= (async () => {
-      const hv = new Hypervisor({ uri: this.#o.libvirtUri });
-      await hv.connectOpen();
-      return hv;
-    })();
-    this.#hv.catch(() => (this.#hv = undefined));
-    return this.#hv;
-  }
-
-  async #lookup(guest: string): Promise<Domain | null> {
-    const hv = await this.#hypervisor();
-    try {
-      return await hv.domainLookupByName(domainName(guest));
-    } catch (err) {
-      if (NO_DOMAIN.test(messageOf(err))) return null;
-      throw err;
-    }
   }
 
   capabilities(): Promise<HostCapabilities> {
@@ -442,98 +558,23 @@ export class LocalHostDriver implements HostDriver {
 
   async writeConfigDrive(d: ConfigDriveData): Promise<string> {
     const { configDrive } = this.paths(d.name);
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "weft-cidata-"));
-    try {
-      const weft = {
-        name: d.name,
-        dip: d.dip,
-        prefix: d.prefix,
-        gateway: d.gateway,
-        role: d.role,
-        vip: d.vip,
-      };
-      fs.writeFileSync(path.join(dir, "weft.json"), JSON.stringify(weft, null, 2) + "\n");
-      // The same facts for cloud-init's NoCloud datasource, so stock cloud images configure too.
-      fs.writeFileSync(path.join(dir, "meta-data"), `instance-id: ${d.name}\nlocal-hostname: ${d.name}\n`);
-      fs.writeFileSync(
-        path.join(dir, "network-config"),
-        [
-          "version: 2",
-          "ethernets:",
-          "  eth0:",
-          "    match: {name: 'e*'}",
-          `    addresses: [${d.dip}/${d.prefix}]`,
-          `    routes: [{to: 0.0.0.0/0, via: ${d.gateway}}]`,
-          "",
-        ].join("\n"),
-      );
-      fs.writeFileSync(path.join(dir, "user-data"), "#cloud-config\n{}\n");
-      const tmp = `${configDrive}.part`;
-      await this.#o.exec("genisoimage", [
-        "-quiet",
-        "-output",
-        tmp,
-        "-volid",
-        "cidata",
-        "-joliet",
-        "-rock",
-        "-input-charset",
-        "utf-8",
-        dir,
-      ]);
-      fs.chmodSync(tmp, 0o600);
-      fs.renameSync(tmp, configDrive);
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    const tmp = `${configDrive}.part`;
+    await buildConfigDrive(this.#o.exec, d, tmp);
+    fs.chmodSync(tmp, 0o600);
+    fs.renameSync(tmp, configDrive);
     return configDrive;
   }
 
-  async defineAndStart(guest: string, xml: string, opts: { liveHardLimitKiB?: number } = {}): Promise<void> {
-    checkGuestName(guest);
-    const hv = await this.#hypervisor();
-    const dom = await hv.domainDefineXML(xml);
-    try {
-      await dom.create();
-      if (opts.liveHardLimitKiB !== undefined) {
-        // The binding has no memtune: virsh, on the same connection URI.
-        await this.#virsh([
-          "memtune",
-          domainName(guest),
-          "--hard-limit",
-          String(opts.liveHardLimitKiB),
-          "--live",
-        ]);
-      }
-    } catch (err) {
-      await dom.destroy().catch(() => undefined);
-      await dom.undefine().catch(() => undefined);
-      throw new WeftError("unavailable", "DOMAIN_START_FAILED", `starting ${guest}: ${messageOf(err)}`, {
-        cause: err,
-      });
-    }
+  defineAndStart(guest: string, xml: string, opts: { liveHardLimitKiB?: number } = {}): Promise<void> {
+    return this.#domains.defineAndStart(guest, xml, opts);
   }
 
-  async domainState(guest: string): Promise<DomainRunState> {
-    const dom = await this.#lookup(guest);
-    if (!dom) return "absent";
-    return runState((await dom.getInfo()).state);
+  domainState(guest: string): Promise<DomainRunState> {
+    return this.#domains.state(guest);
   }
 
   async destroy(guest: string): Promise<void> {
-    const dom = await this.#lookup(guest);
-    if (dom) {
-      try {
-        await dom.destroy();
-      } catch (err) {
-        if (!NOT_RUNNING.test(messageOf(err)) && !NO_DOMAIN.test(messageOf(err))) throw err;
-      }
-      try {
-        await dom.undefine();
-      } catch (err) {
-        if (!NO_DOMAIN.test(messageOf(err))) throw err;
-      }
-    }
+    await this.#domains.remove(guest);
     const p = this.paths(guest);
     for (const f of [p.overlay, p.configDrive, p.console]) fs.rmSync(f, { force: true });
   }
@@ -581,11 +622,7 @@ export class LocalHostDriver implements HostDriver {
   }
 
   async inventory(): Promise<HostInventory> {
-    const hv = await this.#hypervisor();
-    const names = await Promise.all((await hv.connectListAllDomains()).map((d) => d.getName()));
-    const domains = names
-      .filter((n) => n.startsWith(DOMAIN_PREFIX))
-      .map((n) => n.slice(DOMAIN_PREFIX.length));
+    const domains = await this.#domains.guests();
     const overlays = fs
       .readdirSync(path.join(this.#o.stateDir, "overlays"))
       .filter((f) => f.endsWith(".qcow2"))
@@ -593,9 +630,7 @@ export class LocalHostDriver implements HostDriver {
     return { domains, overlays };
   }
 
-  async close(): Promise<void> {
-    const hv = this.#hv;
-    this.#hv = undefined;
-    if (hv) await (await hv.catch(() => undefined))?.connectClose().catch(() => undefined);
+  close(): Promise<void> {
+    return this.#domains.close();
   }
 }
