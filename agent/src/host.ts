@@ -2,7 +2,7 @@
 // address) using the token install-host wrote to /etc/weft/agent.json, then heartbeat.
 import { open, statfs } from "node:fs/promises";
 import { join } from "node:path";
-import type { HostRegisterRequest } from "@weft/wire";
+import type { CommandReport, HostRegisterRequest } from "@weft/wire";
 import type { Clock, Random } from "./clock.js";
 import type { ControllerClient } from "./client.js";
 import type { HostConfig } from "./config.js";
@@ -123,6 +123,9 @@ export interface HostDeps {
   uptimeSeconds: () => number;
   signal?: AbortSignal;
   initialIntervalSeconds?: number;
+  /** Prepares leaving the host OS for a wipe or reboot command; returns what it did. */
+  leave?: (kind: "wipe" | "reboot") => Promise<string>;
+  reboot?: () => Promise<void>;
 }
 
 export async function runHost(deps: HostDeps): Promise<void> {
@@ -171,10 +174,32 @@ export async function runHost(deps: HostDeps): Promise<void> {
       for (const c of res.commands) {
         const id = c.ok ? c.command.id : c.id;
         if (id === null) continue;
+        const kind = c.ok ? c.command.kind : null;
+        if ((kind === "wipe" || kind === "reboot") && deps.leave) {
+          // A release (wipe) cannot wipe the disk the host runs from: it makes the disk
+          // unbootable so that the machine falls through to PXE, and the maintenance OS wipes it.
+          const r = await deps.leave(kind).then(
+            (message): CommandReport => ({ state: "SUCCEEDED", progress: 1, stage: kind, message }),
+            (err: unknown): CommandReport => ({
+              state: "FAILED",
+              message: (err as Error).message,
+              error: isAgentError(err)
+                ? err.toBody()
+                : { type: "internal", code: "HOST_COMMAND_FAILED", message: String(err) },
+            }),
+          );
+          await client.report(id, r).catch(() => undefined);
+          if (r.state === "SUCCEEDED") {
+            log.info("leaving the host OS", { command: id, kind });
+            await deps.reboot?.();
+            return;
+          }
+          continue;
+        }
         const err = new AgentError(
           "unsupported",
           "COMMAND_UNSUPPORTED_IN_HOST_MODE",
-          "host mode runs no commands yet",
+          `host mode does not run ${kind ?? "this command"}`,
         );
         await client
           .report(id, { state: "FAILED", message: err.message, error: err.toBody() })

@@ -26,6 +26,8 @@ import { DEFAULT_DISK_SETTINGS } from "./context.js";
 import { errorBody, isAgentError } from "./errors.js";
 import { createExec } from "./exec.js";
 import { runHost, collectHostRegistration } from "./host.js";
+import { listDisks, mountedDevices } from "./disks.js";
+import { zeroRange } from "./partition.js";
 import { collectAddresses, collectInventory } from "./inventory.js";
 import { consoleLogger } from "./log.js";
 import { runMaintenance, type TokenStore } from "./maintenance.js";
@@ -91,8 +93,32 @@ async function main(): Promise<number> {
   const client = new ControllerClient({ baseUrl: config.controllerUrl, log, clock: systemClock });
   const uptimeSeconds = (): number => Math.round(uptime());
 
+  const reboot = async (): Promise<void> => {
+    await exec.run("sync", []);
+    try {
+      await exec.run("reboot", ["-f"]);
+    } catch (err) {
+      log.warn("reboot -f failed; using sysrq", { error: (err as Error).message });
+      await writeFile("/proc/sysrq-trigger", "b");
+    }
+  };
+
   if (config.mode === "host") {
     await runHost({
+      reboot,
+      leave: async (kind) => {
+        if (kind === "reboot") return "rebooting";
+        // The disk the host runs from: clear its partition tables and boot code so the
+        // firmware falls through to PXE; the maintenance OS then wipes it for good.
+        const mounted = await mountedDevices(root);
+        const disks = (await listDisks(root)).filter((d) => d.partitions.some((p) => mounted.has(p.name)));
+        for (const d of disks) {
+          await exec.run("sgdisk", ["--zap-all", `/dev/${d.name}`]);
+          await zeroRange(`/dev/${d.name}`, 0, 1 << 20);
+        }
+        await exec.run("sync", []);
+        return `made ${disks.map((d) => d.name).join(", ") || "no disk"} unbootable; rebooting into the maintenance OS`;
+      },
       config,
       client,
       log,
@@ -112,15 +138,6 @@ async function main(): Promise<number> {
     return 0;
   }
 
-  const reboot = async (): Promise<void> => {
-    await exec.run("sync", []);
-    try {
-      await exec.run("reboot", ["-f"]);
-    } catch (err) {
-      log.warn("reboot -f failed; using sysrq", { error: (err as Error).message });
-      await writeFile("/proc/sysrq-trigger", "b");
-    }
-  };
   await runMaintenance({
     config,
     client,

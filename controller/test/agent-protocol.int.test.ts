@@ -257,7 +257,7 @@ describe("the install flow over the agent protocol", () => {
     expect((await machine()).state).toBe("host-ready");
   });
 
-  it("release returns it to releasing with a wipe command, and a wipe takes it to ready", async () => {
+  it("release: the host makes its disk unbootable, the maintenance OS wipes it, and the machine is ready", async () => {
     const r = await api("POST", "/v1/machines/m11/release", {});
     expect(r.status).toBe(202);
     expect((await machine()).state).toBe("releasing");
@@ -267,6 +267,21 @@ describe("the install flow over the agent protocol", () => {
     expect(
       (await api("POST", `/v1/agent/commands/${cmd.id}`, { state: "SUCCEEDED" }, hostToken)).status,
     ).toBe(204);
+    expect((await machine()).state).toBe("releasing");
+    // The host token dies with the host.
+    expect(
+      (await api("POST", "/v1/agent/heartbeat", { mode: "host", uptimeSeconds: 101 }, hostToken)).status,
+    ).toBe(401);
+    const script = (await call({ url: ctl.url }, "GET", `/boot/ipxe?mac=${MAC}`)).text;
+    expect(script).toContain("maintenance OS");
+    const enlisted = await call({ url: ctl.url }, "POST", "/v1/agent/enlist", {
+      body: { nonce: nonceOf(script), inventory: inventory() },
+    });
+    const t = (enlisted.json as { token: string }).token;
+    const hb2 = await api("POST", "/v1/agent/heartbeat", { mode: "maintenance", uptimeSeconds: 3 }, t);
+    const wipe = (hb2.json as { commands: { id: string; kind: string }[] }).commands[0]!;
+    expect(wipe.kind).toBe("wipe");
+    expect((await api("POST", `/v1/agent/commands/${wipe.id}`, { state: "SUCCEEDED" }, t)).status).toBe(204);
     expect((await machine()).state).toBe("ready");
   });
 

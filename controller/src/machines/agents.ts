@@ -84,7 +84,17 @@ export class Agents {
     } else if (state === "enlisting") {
       await this.lifecycle.fire(machineId, "enlisted", { actor });
     } else if (state === "releasing" || state === "deploying") {
-      await this.lifecycle.fire(machineId, "boot", { actor });
+      await this.lifecycle.fire(machineId, "boot", {
+        actor,
+        // Released from a host: the host only made its disk unbootable; wipe it here.
+        also: async (tx) => {
+          if (state !== "releasing") return;
+          const open = await tx.job.count({
+            where: { machineId, kind: "wipe", state: { in: ["pending", "running"] } },
+          });
+          if (!open) await tx.job.create({ data: { kind: "wipe", machineId } });
+        },
+      });
     } else {
       throw conflict("INVALID_TRANSITION", `machine is ${state}: it should not boot the maintenance OS now`);
     }
@@ -287,7 +297,24 @@ export class Agents {
       });
     } else if (r.state === "SUCCEEDED" && job.kind === "wipe") {
       const m = await this.db.machine.findUniqueOrThrow({ where: { id: machineId } });
-      if (m.provisionState === "releasing") await this.lifecycle.fire(machineId, "wiped", { actor });
+      if (m.provisionState !== "releasing") return;
+      if (p.name === "host") {
+        // The host made its disk unbootable and reboots: the maintenance OS it PXE-boots into
+        // does the real wipe (enlist hands it a new wipe command), so the machine stays releasing.
+        await this.store.recordEvent({
+          subjectType: "machine",
+          subjectId: machineId,
+          actor,
+          message: "host disk made unbootable; rebooting into the maintenance OS to wipe",
+        });
+        await this.db.host.deleteMany({ where: { machineId } });
+        await this.db.credential.updateMany({
+          where: { kind: "agent", name: "host", machineId, revokedAt: null },
+          data: { revokedAt: new Date() },
+        });
+      } else {
+        await this.lifecycle.fire(machineId, "wiped", { actor });
+      }
     }
   }
 

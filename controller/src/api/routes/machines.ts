@@ -128,7 +128,6 @@ export function machinesRouter(ctx: ApiContext): Router {
           data: { state: "cancelled", finishedAt: new Date() },
         });
         jobId = (await tx.job.create({ data: { kind: "wipe", machineId: m.id } })).id;
-        await tx.host.deleteMany({ where: { machineId: m.id } });
       },
     });
     await ensurePowered(ctx, m.id, actorOf(res));
