@@ -5,15 +5,12 @@
 // the controller log of a failed run.
 //
 //   npm run nightly -- --servers 2 [--report FILE] [--keep]
-import { spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import type { EventView, MachineView } from "@weft/wire";
-import { Client } from "../controller/src/cli/client.js";
-
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+import { labClient, root, run, serverNames, waitForState } from "./lib/flow.js";
+import { labPaths } from "../lab/src/config.js";
 const { values: args } = parseArgs({
   options: {
     servers: { type: "string", default: "1" },
@@ -51,16 +48,6 @@ const report = {
   keptLogs: null as string | null,
 };
 
-function run(cmd: string, argv: string[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(cmd, argv, { stdio: "inherit", cwd: root });
-    p.on("error", reject);
-    p.on("exit", (code) =>
-      code === 0 ? resolve() : reject(new Error(`${cmd} ${argv.join(" ")} exited with ${code}`)),
-    );
-  });
-}
-
 async function step<T>(name: string, fn: () => Promise<T>): Promise<T> {
   const s = Date.now();
   log(`${name} …`);
@@ -70,34 +57,10 @@ async function step<T>(name: string, fn: () => Promise<T>): Promise<T> {
   return r;
 }
 
-const names = Array.from({ length: servers }, (_, i) => `srv${i + 1}`);
-const client = () =>
-  new Client({
-    socket: path.join(stateDir, "controller.sock"),
-    token: fs.readFileSync(path.join(stateDir, "controller", "admin.token"), "utf8").trim(),
-  });
-
-async function waitFor(machinesWanted: string[], state: string, what: string): Promise<void> {
-  const deadline = Date.now() + stageTimeoutMs;
-  const reached = new Set<string>();
-  for (;;) {
-    const { items } = await client().get<{ items: MachineView[] }>("/v1/machines");
-    for (const n of machinesWanted) {
-      const m = items.find((x) => x.name === n);
-      if (m?.state === "failed") throw new Error(`${n} failed while ${what}: ${m.lastError ?? "?"}`);
-      if (m?.state === state && !reached.has(n)) {
-        reached.add(n);
-        log(`${n} is ${state}`);
-      }
-    }
-    if (reached.size === machinesWanted.length) return;
-    if (Date.now() > deadline) {
-      const left = machinesWanted.filter((n) => !reached.has(n));
-      throw new Error(`timed out ${what}: ${left.join(", ")} not ${state}`);
-    }
-    await new Promise((r) => setTimeout(r, 2000));
-  }
-}
+const names = serverNames(servers);
+const client = () => labClient(stateDir);
+const waitFor = (wanted: string[], state: string, what: string) =>
+  waitForState(client(), wanted, state, what, stageTimeoutMs, { onReached: (n) => log(`${n} is ${state}`) });
 
 /** Per machine: seconds from its power-on to each state it reached (from the events). */
 async function collectTimings(): Promise<void> {
@@ -134,9 +97,9 @@ async function main(): Promise<void> {
     run(process.execPath, [
       "controller/dist/cli/main.js",
       "--socket",
-      path.join(stateDir, "controller.sock"),
+      labPaths(stateDir).controllerSocket,
       "--token-file",
-      path.join(stateDir, "controller", "admin.token"),
+      labPaths(stateDir).controllerToken,
       "images",
       "import",
     ]),
