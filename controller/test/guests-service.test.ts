@@ -161,6 +161,23 @@ describe("GuestService", () => {
     }
   });
 
+  it("finishes a role delete the hosts could not do at the time", async () => {
+    await service.createRole({ name: "web", instances: 2, spec }, "o");
+    await service.settled();
+    d("h2").reachable = false;
+    await expect(service.deleteRole("web", "o")).rejects.toMatchObject({ code: "ROLE_DELETE_INCOMPLETE" });
+    expect((await service.getRole("web")).state).toBe("deleting");
+    expect((await service.listGuests())[0]).toMatchObject({
+      state: "deleting",
+      lastError: expect.stringMatching(/h2/),
+    });
+    d("h2").reachable = true;
+    await service.reconcile();
+    expect(await t.db.guest.count()).toBe(0);
+    expect(await t.db.role.count()).toBe(0);
+    expect(d("h2").domains.size).toBe(0);
+  });
+
   it("scales down failed and newest guests first", async () => {
     await service.createRole({ name: "web", instances: 3, spec }, "o");
     await service.settled();

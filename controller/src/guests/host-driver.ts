@@ -472,7 +472,7 @@ export class LocalHostDriver implements HostDriver {
     return parseQemuImgInfo(r.stdout, file);
   }
 
-  ensureBaseImage(image: BaseImageRef): Promise<string> {
+  async ensureBaseImage(image: BaseImageRef): Promise<string> {
     const dest = this.basePath(image);
     const inflight = this.#downloads.get(image.sha256);
     if (inflight) return inflight;

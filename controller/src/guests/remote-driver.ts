@@ -188,7 +188,7 @@ export class RemoteHostDriver implements HostDriver {
     return `${image.sha256}.qcow2`;
   }
 
-  ensureBaseImage(image: BaseImageRef): Promise<string> {
+  async ensureBaseImage(image: BaseImageRef): Promise<string> {
     const key = image.sha256;
     const inflight = this.#uploads.get(key);
     if (inflight) return inflight;

@@ -764,6 +764,18 @@ export class GuestService {
         errors.push(`${hostName(host)}: ${messageOf(err)}`);
       }
     }
+    // Roles whose deletion had to wait for a host.
+    for (const role of await this.#db.role.findMany({ where: { state: "deleting" } })) {
+      if ((await this.#db.guest.count({ where: { roleId: role.id } })) > 0) continue;
+      await this.#db.role.delete({ where: { id: role.id } });
+      await this.#o.store.recordEvent({
+        subjectType: "role",
+        subjectId: role.id,
+        actor,
+        fromState: "deleting",
+        message: `role ${role.name} deleted by the cleanup pass; VIP ${role.vip ?? "-"} released`,
+      });
+    }
     if (removed.length)
       await this.#o.store.recordEvent({
         subjectType: "host",
