@@ -80,7 +80,7 @@ async function startLibvirt(): Promise<void> {
       `key_file = "${server.keyFile}"`,
       `cert_file = "${server.certFile}"`,
       `ca_file = "${ca.caCertFile}"`,
-      `tls_allowed_dn_list = ["O=Weft,CN=weft-controller", "CN=weft-controller,O=Weft"]`,
+      `tls_allowed_dn_list = ["O=Weft,CN=weft-controller"]`,
       "",
     ].join("\n"),
   );

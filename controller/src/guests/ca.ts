@@ -12,8 +12,9 @@
 //   /etc/pki/libvirt/servercert.pem             its server certificate (0644)
 //   /etc/pki/libvirt/private/serverkey.pem      its key (0600, root)
 // and libvirtd.conf: listen_tls = 1, listen_tcp = 0, tls_no_verify_certificate = 0,
-// tls_allowed_dn_list = ["O=Weft,CN=weft-controller"], started with --listen (or the
-// libvirtd-tls.socket unit); TCP port 16514. No unauthenticated TCP socket.
+// tls_allowed_dn_list = ["O=Weft,CN=weft-controller"] (libvirt 9 writes the DN in this order),
+// started with --listen (or the libvirtd-tls.socket unit); TCP port 16514. No unauthenticated
+// TCP socket. HOSTS.md in this folder lists everything a host needs.
 //
 // Keys are RSA: libvirt insists on the keyEncipherment usage that RSA certificates carry.
 import crypto from "node:crypto";
