@@ -215,3 +215,27 @@ describe("GuestService", () => {
     expect(hosts[0]!.capacity.free.cpuMhz).toBe(4 * 2400 - 1600);
   });
 });
+
+describe("createGuestSubsystem", () => {
+  it("builds the service, the CA location and a cleanup loop that stops on abort", async () => {
+    const { createGuestSubsystem } = await import("../src/guests/index.js");
+    const { Images } = await import("../src/images/images.js");
+    const store = new Store(t.db);
+    const sub = createGuestSubsystem({
+      db: t.db,
+      store,
+      images: new Images(t.db, store, `${t.dir}/images`),
+      log,
+      dataDir: t.dir,
+      driverFor: (h) => drivers.get(h.id)!,
+    });
+    expect(sub.ca.caCertFile).toBe(`${t.dir}/pki/ca/cacert.pem`);
+    await sub.service.createRole({ name: "web", instances: 1, spec }, "o");
+    const ac = new AbortController();
+    sub.startCleanup(10, ac.signal);
+    await new Promise((r) => setTimeout(r, 50));
+    ac.abort();
+    await sub.close();
+    expect((await sub.service.listGuests())[0]?.state).toBe("running");
+  });
+});

@@ -46,7 +46,7 @@ export interface RemoteHostDriverOptions {
   network: string;
   guestSubnet: string;
   /** The controller's copy of an image (Images.fileOf). */
-  imageFile: (image: BaseImageRef) => string;
+  imageFile: (image: BaseImageRef) => string | Promise<string>;
   exec: Exec;
   log: Logger;
   /** What the host agent reported at registration. */
@@ -211,7 +211,7 @@ export class RemoteHostDriver implements HostDriver {
       info = null;
     }
     if (!info) {
-      const local = this.#o.imageFile(image);
+      const local = await this.#o.imageFile(image);
       await this.#virsh(["vol-create-as", IMAGES_POOL, vol, String(image.size), "--format", "raw"]);
       await this.#virsh(["vol-upload", "--pool", IMAGES_POOL, vol, local]);
       const digest = await this.#hashRemote(vol);
