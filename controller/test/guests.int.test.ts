@@ -322,6 +322,9 @@ describe("guests on a real libvirtd", () => {
     console.log(
       `[guests] create with the base cached: ${wall} ms request→running (service ${data.createMs} ms, steps ${JSON.stringify(data.steps)})`,
     );
+    const memtune = logLines.filter((l) => l.includes('"memtune"')).at(-1);
+    if (memtune)
+      console.log(`[guests] of which virsh memtune --live: ${(JSON.parse(memtune) as { ms: number }).ms} ms`);
     expect(g.dip).toBe("10.78.0.3"); // the freed DIP is reused
     expect(wall).toBeLessThan(10_000);
   });
