@@ -32,3 +32,12 @@ function sortKeys(value: unknown): unknown {
   }
   return value;
 }
+
+/** A version-4-shaped UUID derived from a digest, so the same inputs give the same identity. */
+export function uuidFromDigest(seed: string): string {
+  const h = sha256Text(seed).slice(0, 32).split("");
+  h[12] = "4";
+  h[16] = ((Number.parseInt(h[16] ?? "0", 16) & 0x3) | 0x8).toString(16);
+  const s = h.join("");
+  return `${s.slice(0, 8)}-${s.slice(8, 12)}-${s.slice(12, 16)}-${s.slice(16, 20)}-${s.slice(20)}`;
+}

@@ -7,13 +7,16 @@
 import { copyFile } from "node:fs/promises";
 import { join } from "node:path";
 import { packInitramfs } from "../parts/initramfs.js";
-import { normalizeTimes, Tree } from "../parts/tree.js";
+import { canonicalJson, uuidFromDigest } from "../core/hash.js";
+import { normalizeTimes, SOURCE_DATE_EPOCH, Tree } from "../parts/tree.js";
 import { installedVersions, owningPackages } from "../system/dpkg.js";
 import { sharedLibraries } from "../system/elf.js";
 import { findKernel, modulesToLoad } from "../system/kernel.js";
 import { hashRecipeFiles, type Recipe } from "./recipe.js";
 
 export const GUEST_SPEC = {
+  /** Bumped when the builder code (not just this data) changes what the recipe produces. */
+  revision: 2,
   kernelPackage: "linux-image-amd64",
   busybox: "/bin/busybox",
   programs: ["/usr/bin/iperf3"],
@@ -58,8 +61,17 @@ export const guestRecipe: Recipe = {
     const pkgNames = [...new Set([...(await owningPackages(run, hostFiles)), kernel.package])];
     const packages = await installedVersions(run, pkgNames);
     const files = await hashRecipeFiles(ctx.recipesDir, spec.files);
+    const key = { recipe: "guest-base", spec, files, packages, extra: { "kernel-release": kernel.release } };
+    // Identities (disk and partition GUIDs, filesystem UUID, hash seed) follow from the inputs,
+    // and every timestamp is SOURCE_DATE_EPOCH, so equal inputs give an identical image.
+    const seed = canonicalJson(key);
+    const uuid = (what: string): string => uuidFromDigest(`${seed}:${what}`);
+    const fixedTime = {
+      SOURCE_DATE_EPOCH: String(SOURCE_DATE_EPOCH),
+      E2FSPROGS_FAKE_TIME: String(SOURCE_DATE_EPOCH),
+    };
     return {
-      key: { recipe: "guest-base", spec, files, packages, extra: { "kernel-release": kernel.release } },
+      key,
       async build() {
         const w = (n: string): string => join(ctx.workDir, n);
         const initrd = w("initrd.img");
@@ -113,30 +125,37 @@ export const guestRecipe: Recipe = {
             `--new=2:${p2Start}:+${rootMiB}M`,
             "--typecode=2:8300",
             `--change-name=2:${spec.rootLabel}`,
+            `--disk-guid=${uuid("disk")}`,
+            `--partition-guid=1:${uuid("boot")}`,
+            `--partition-guid=2:${uuid("root")}`,
             disk,
           ]);
         });
         await ctx.step("make the boot partition (FAT, syslinux)", async () => {
-          const env = { MTOOLS_SKIP_CHECK: "1" };
-          await run.run("mkfs.fat", [
-            "-F",
-            "16",
-            "-n",
-            spec.bootLabel,
-            "-i",
-            "57454654",
-            "-h",
-            String(p1Start),
-            `--offset=${p1Start}`,
-            disk,
-            String(spec.bootMiB * 1024),
-          ]);
+          const env = { MTOOLS_SKIP_CHECK: "1", ...fixedTime };
+          await run.run(
+            "mkfs.fat",
+            [
+              "-F",
+              "16",
+              "-n",
+              spec.bootLabel,
+              "-i",
+              "57454654",
+              "-h",
+              String(p1Start),
+              `--offset=${p1Start}`,
+              disk,
+              String(spec.bootMiB * 1024),
+            ],
+            { env },
+          );
           await copyFile(kernel.vmlinuz, w("vmlinuz"));
           await copyFile(join(ctx.recipesDir, "guest/syslinux.cfg"), w("syslinux.cfg"));
           const img = `${disk}@@${p1Start * SECTOR}`;
-          await run.run("mcopy", ["-i", img, "-o", w("vmlinuz"), w("initrd.img"), w("syslinux.cfg"), "::/"], {
-            env,
-          });
+          const bootFiles = [w("vmlinuz"), w("initrd.img"), w("syslinux.cfg")];
+          await run.run("touch", ["-d", `@${SOURCE_DATE_EPOCH}`, ...bootFiles]);
+          await run.run("mcopy", ["-i", img, "-o", "-m", ...bootFiles, "::/"], { env });
           await run.run(spec.syslinux, ["--install", `--offset=${p1Start * SECTOR}`, disk], { env });
         });
         await ctx.step("make the root partition (mkfs.ext4 -d)", async () => {
@@ -148,15 +167,17 @@ export const guestRecipe: Recipe = {
               "-F",
               "-L",
               spec.rootLabel,
+              "-U",
+              uuid("rootfs"),
               "-E",
-              "root_owner=0:0",
+              `root_owner=0:0,hash_seed=${uuid("hash")}`,
               "-d",
               rootTree.root,
               img,
               `${rootMiB}M`,
             ],
             {
-              env: { E2FSPROGS_FAKE_TIME: "1767225600" },
+              env: fixedTime,
             },
           );
           await run.run("dd", [

@@ -5,7 +5,7 @@
 // it through any gunzip (Node's zlib included) onto the root partition.
 import { access, mkdir, readdir, readFile, rename, rm, truncate, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { sha256Text } from "../core/hash.js";
+import { uuidFromDigest } from "../core/hash.js";
 import { computeInputKey } from "../core/key.js";
 import { Tree } from "../parts/tree.js";
 import { installedVersions } from "../system/dpkg.js";
@@ -15,6 +15,8 @@ import { suiteReleaseDigest } from "../system/release.js";
 import { hashRecipeFiles, type Recipe } from "./recipe.js";
 
 export const HOST_SPEC = {
+  /** Bumped when the builder code (not just this data) changes what the recipe produces. */
+  revision: 1,
   suite: "bookworm",
   variant: "minbase",
   include: [
@@ -60,15 +62,6 @@ export const HOST_SPEC = {
     "host/fstab",
   ],
 } as const;
-
-/** A stable UUID derived from a digest, so the same inputs give the same filesystem identity. */
-function uuidFrom(hex: string): string {
-  const h = sha256Text(hex).slice(0, 32).split("");
-  h[12] = "4";
-  h[16] = ((Number.parseInt(h[16] ?? "0", 16) & 0x3) | 0x8).toString(16);
-  const s = h.join("");
-  return `${s.slice(0, 8)}-${s.slice(8, 12)}-${s.slice(12, 16)}-${s.slice(16, 20)}-${s.slice(20)}`;
-}
 
 export const hostRecipe: Recipe = {
   name: "host-bookworm",
@@ -211,7 +204,7 @@ export const hostRecipe: Recipe = {
           const usedMiB = Number.parseInt(stdout, 10);
           const sizeMiB = Math.ceil((usedMiB * 1.1) / 64) * 64 + spec.slackMiB;
           imageBytes = sizeMiB * 1024 * 1024;
-          const uuid = uuidFrom(sha256Text(JSON.stringify(key)));
+          const uuid = uuidFromDigest(JSON.stringify(key));
           await run.run(
             "mkfs.ext4",
             [

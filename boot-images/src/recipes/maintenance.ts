@@ -10,6 +10,8 @@ import { findKernel, modulesToLoad } from "../system/kernel.js";
 import { hashRecipeFiles, type Recipe } from "./recipe.js";
 
 export const MAINTENANCE_SPEC = {
+  /** Bumped when the builder code (not just this data) changes what the recipe produces. */
+  revision: 1,
   kernelPackage: "linux-image-amd64",
   busybox: "/bin/busybox",
   node: "/usr/bin/node",
