@@ -5,7 +5,13 @@ import globals from "globals";
 
 export default tseslint.config(
   {
-    ignores: ["**/dist/**", "**/node_modules/**", "controller/src/store/generated/**", "coverage/**", ".weft/**"],
+    ignores: [
+      "**/dist/**",
+      "**/node_modules/**",
+      "controller/src/store/generated/**",
+      "coverage/**",
+      ".weft/**",
+    ],
   },
   js.configs.recommended,
   ...tseslint.configs.recommended,

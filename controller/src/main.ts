@@ -20,7 +20,10 @@ const program = new Command("weft-controller")
   .option("--log-level <level>", "trace|debug|info|warn|error (env WEFT_LOG_LEVEL)")
   .option("--images-dir <dir>", "imported images (env WEFT_IMAGES_DIR; default <data-dir>/images)")
   .option("--boot-url <url>", "URL machines reach the controller at (env WEFT_BOOT_URL)")
-  .option("--netboot-address <ip>", "this controller's address on the provisioning network; enables DHCP and TFTP")
+  .option(
+    "--netboot-address <ip>",
+    "this controller's address on the provisioning network; enables DHCP and TFTP",
+  )
   .option("--dhcp-mode <mode>", "full|proxy|off (env WEFT_DHCP_MODE; default full)")
   .option("--dhcp-subnet <cidr>", "provisioning subnet, e.g. 10.77.0.0/24 (env WEFT_DHCP_SUBNET)")
   .option("--dhcp-range <first-last>", "dynamic pool (env WEFT_DHCP_RANGE)")

@@ -97,12 +97,10 @@ function sendConfined(res: Response, root: string, file: string, headers: Record
   res.sendFile(file, { root, dotfiles: "deny", acceptRanges: true, cacheControl: false }, (err?: Error) => {
     if (!err || res.headersSent) return;
     const status = (err as { status?: number }).status ?? 500;
-    res
-      .status(status === 404 ? 404 : 500)
-      .json({
-        type: status === 404 ? "not_found" : "internal",
-        code: "FILE_NOT_FOUND",
-        message: `cannot send ${file}`,
-      });
+    res.status(status === 404 ? 404 : 500).json({
+      type: status === 404 ? "not_found" : "internal",
+      code: "FILE_NOT_FOUND",
+      message: `cannot send ${file}`,
+    });
   });
 }
