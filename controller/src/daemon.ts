@@ -19,6 +19,7 @@ import { Images } from "./images/images.js";
 import { Agents } from "./machines/agents.js";
 import { Lifecycle } from "./machines/lifecycle.js";
 import { startNetboot } from "./netboot/services.js";
+import { createGuestSubsystem } from "./guests/index.js";
 import { PowerDriverRegistry } from "./power/driver.js";
 import { LibvirtPowerDriver } from "./power/libvirt.js";
 
@@ -74,7 +75,9 @@ export async function startDaemon(config: Config, log: Logger, opts: DaemonOptio
       migrations: migrated.total,
       shutdown: abort.signal,
     };
-    const app = createApp(ctx, {
+    const guests = createGuestSubsystem({ db, store, images: ctx.images, log, dataDir: config.dataDir });
+    closers.unshift(() => guests.close());
+    const app = createApp(ctx, guests.service, {
       bootUrl: config.bootUrl,
       ipxeDir: config.ipxeDir,
       kernelImage: "maintenance-kernel",
@@ -101,6 +104,9 @@ export async function startDaemon(config: Config, log: Logger, opts: DaemonOptio
     const netboot = await startNetboot(config, db, log);
     closers.unshift(() => netboot.stop());
     ctx.listeners.push(...netboot.listeners);
+
+    // Finishes guest work a host could not do at the time (deletes, orphan overlays).
+    guests.startCleanup(60_000, abort.signal);
 
     // Waiting states have deadlines; a machine past its deadline fails with the reason.
     const sweeper = setInterval(() => {

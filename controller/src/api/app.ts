@@ -10,10 +10,12 @@ import { eventsRouter } from "./routes/events.js";
 import { agentRouter } from "./routes/agent.js";
 import { imagesRouter } from "./routes/images.js";
 import { jobsRouter } from "./routes/jobs.js";
+import { guestsRouter, hostsRouter, rolesRouter } from "./routes/guests.js";
+import type { GuestService } from "../guests/service.js";
 import { bootRouter, type BootConfig } from "../netboot/http/boot.js";
 import { isPowerError } from "../power/driver.js";
 
-export function createApp(ctx: ApiContext, boot: BootConfig): express.Express {
+export function createApp(ctx: ApiContext, guests: GuestService, boot: BootConfig): express.Express {
   const app = express();
   app.disable("x-powered-by");
   app.set("etag", false);
@@ -83,6 +85,9 @@ export function createApp(ctx: ApiContext, boot: BootConfig): express.Express {
   v1.use("/events", eventsRouter(ctx));
   v1.use("/images", imagesRouter(ctx, boot.bootUrl));
   v1.use("/jobs", jobsRouter(ctx));
+  v1.use("/roles", rolesRouter(ctx, guests));
+  v1.use("/guests", guestsRouter(ctx, guests));
+  v1.use("/hosts", hostsRouter(ctx));
 
   app.use("/v1", v1);
   app.use("/boot", bootRouter(ctx, boot));

@@ -12,6 +12,9 @@ import { register as machinesList } from "./commands/machines-list.js";
 import { register as machinesShow } from "./commands/machines-show.js";
 import { register as machinesActions } from "./commands/machines-actions.js";
 import { register as images } from "./commands/images.js";
+import { register as roles } from "./commands/roles.js";
+import { register as guests } from "./commands/guests.js";
+import { register as hosts } from "./commands/hosts.js";
 
 const program = new Command("weft")
   .description(`Weft operator CLI ${VERSION}`)
@@ -37,6 +40,9 @@ machinesList(machines, ctx);
 machinesShow(machines, ctx);
 machinesActions(machines, ctx);
 images(program, ctx);
+roles(program, ctx);
+guests(program, ctx);
+hosts(program, ctx);
 const all = (c: Command): Command[] => [c, ...c.commands.flatMap(all)];
 for (const c of all(program)) c.exitOverride();
 
