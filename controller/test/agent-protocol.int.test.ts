@@ -69,6 +69,17 @@ describe("images", () => {
       },
     );
     expect(part).toEqual({ status: 206, range: "bytes 99990-99999/100000", length: "10" });
+    const past = await new Promise<number>((resolve) => {
+      void import("node:http").then((http) =>
+        http
+          .get(`${ctl.url}/boot/images/host-bookworm`, { headers: { range: "bytes=200000-" } }, (res) => {
+            res.resume();
+            resolve(res.statusCode!);
+          })
+          .end(),
+      );
+    });
+    expect(past).toBe(416);
     expect(sha).toMatch(/^[0-9a-f]{64}$/);
   });
 

@@ -96,11 +96,22 @@ function sendConfined(res: Response, root: string, file: string, headers: Record
   res.set(headers);
   res.sendFile(file, { root, dotfiles: "deny", acceptRanges: true, cacheControl: false }, (err?: Error) => {
     if (!err || res.headersSent) return;
+    // send's errors carry the status to answer: 404 missing, 416 a range past the end, ...
     const status = (err as { status?: number }).status ?? 500;
-    res.status(status === 404 ? 404 : 500).json({
-      type: status === 404 ? "not_found" : "internal",
-      code: "FILE_NOT_FOUND",
-      message: `cannot send ${file}`,
-    });
+    const body =
+      status === 404
+        ? { type: "not_found", code: "FILE_NOT_FOUND", message: `no file ${file}` }
+        : status === 416
+          ? {
+              type: "invalid_request",
+              code: "RANGE_NOT_SATISFIABLE",
+              message: `the range is outside ${file}`,
+            }
+          : {
+              type: status < 500 ? "invalid_request" : "internal",
+              code: "FILE_SEND_FAILED",
+              message: `cannot send ${file}`,
+            };
+    res.status(status).json(body);
   });
 }
