@@ -1,0 +1,142 @@
+// A real network boot from Weft: a QEMU VM (TCG, QEMU's own iPXE ROM) on a bridge in a
+// namespace of its own gets its address from Weft's DHCP, loads its iPXE script over HTTP,
+// then a kernel and a small initramfs that prints a marker on the serial console.
+import type { ChildProcess } from "node:child_process";
+import crypto from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { call, controllerMain, tempDir } from "./helpers/controller.js";
+import { Netns, mustRun } from "./helpers/netns.js";
+
+const BRIDGE = "weftpxe0";
+const TAP = "weftpxet0";
+const MAC = "52:54:00:88:00:01";
+let ns: Netns;
+let dir: string;
+let ctl: ChildProcess;
+let vm: ChildProcess | undefined;
+let log = "";
+const socket = () => path.join(dir, "weft.sock");
+const token = () => fs.readFileSync(path.join(dir, "admin.token"), "utf8").trim();
+
+/** An artifact and its manifest, as boot-images writes them. */
+function image(name: string, kind: string, format: string, file: string): string {
+  const bytes = fs.readFileSync(file);
+  const manifest = path.join(dir, `${name}.manifest.json`);
+  fs.copyFileSync(file, path.join(dir, `${name}.bin`));
+  fs.writeFileSync(
+    manifest,
+    JSON.stringify({
+      schema: "weft.image/v1",
+      name,
+      kind,
+      format,
+      file: `${name}.bin`,
+      size: bytes.length,
+      sha256: crypto.createHash("sha256").update(bytes).digest("hex"),
+    }),
+  );
+  return manifest;
+}
+
+/** A busybox initramfs whose init prints the marker and its kernel command line, then powers off. */
+async function testInitramfs(): Promise<string> {
+  const root = path.join(dir, "initramfs");
+  fs.mkdirSync(path.join(root, "bin"), { recursive: true });
+  fs.mkdirSync(path.join(root, "proc"));
+  fs.copyFileSync("/bin/busybox", path.join(root, "bin/busybox"));
+  fs.chmodSync(path.join(root, "bin/busybox"), 0o755);
+  fs.writeFileSync(
+    path.join(root, "init"),
+    "#!/bin/busybox sh\n/bin/busybox mount -t proc proc /proc\necho WEFT-PXE-MARKER $(/bin/busybox cat /proc/cmdline)\n/bin/busybox poweroff -f\n",
+    { mode: 0o755 },
+  );
+  const out = path.join(dir, "initrd.cpio.zst");
+  await mustRun("sh", ["-c", `cd ${root} && find . | cpio -o -H newc 2>/dev/null | zstd -q -o ${out}`]);
+  return out;
+}
+
+beforeAll(async () => {
+  dir = tempDir("weft-pxe-");
+  ns = await Netns.create("weft-pxe");
+  await ns.addBridge(BRIDGE, "10.88.0.1/24");
+  // Node cannot bind to a device: broadcast replies need this route (see LAB-FACTS).
+  await ns.ip("route", "add", "255.255.255.255/32", "dev", BRIDGE);
+  await ns.ip("tuntap", "add", "dev", TAP, "mode", "tap");
+  await ns.ip("link", "set", TAP, "master", BRIDGE);
+  await ns.ip("link", "set", TAP, "up");
+
+  const kernel = fs.readdirSync("/boot").find((f) => f.startsWith("vmlinuz-"));
+  if (!kernel) throw new Error("no kernel in /boot: install linux-image-amd64 (scripts/setup.sh does)");
+  const manifests = [
+    image("maintenance-kernel", "kernel", "bzImage", path.join("/boot", kernel)),
+    image("maintenance-initrd", "initrd", "cpio.zst", await testInitramfs()),
+  ];
+
+  ctl = ns.spawn(process.execPath, [
+    controllerMain,
+    ...["--data-dir", dir, "--socket", socket(), "--listen", "10.88.0.1:7480"],
+    ...[
+      "--netboot-address",
+      "10.88.0.1",
+      "--dhcp-subnet",
+      "10.88.0.0/24",
+      "--dhcp-range",
+      "10.88.0.100-10.88.0.150",
+    ],
+  ]);
+  ctl.stdout!.on("data", (d: Buffer) => (log += d.toString()));
+  ctl.stderr!.on("data", (d: Buffer) => (log += d.toString()));
+  const deadline = Date.now() + 60_000;
+  while (!log.includes('"msg":"controller started"')) {
+    if (ctl.exitCode !== null || Date.now() > deadline) throw new Error(`controller did not start:\n${log}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  for (const manifest of manifests) {
+    const r = await call({ socket: socket() }, "POST", "/v1/images", { token: token(), body: { manifest } });
+    expect(r.status).toBe(201);
+  }
+}, 120_000);
+
+afterAll(async () => {
+  if (vm) await Netns.stop(vm);
+  if (ctl) await Netns.stop(ctl);
+  await ns?.destroy();
+});
+
+describe("PXE boot from Weft", () => {
+  it("a VM gets an address, its iPXE script and the kernel from Weft, and runs the initramfs", async () => {
+    const consoleLog = path.join(dir, "console.log");
+    const t0 = Date.now();
+    vm = ns.spawn("qemu-system-x86_64", [
+      ...["-accel", "tcg", "-m", "256", "-display", "none", "-monitor", "none", "-no-reboot", "-boot", "n"],
+      ...["-netdev", `tap,id=n0,ifname=${TAP},script=no,downscript=no`],
+      ...["-device", `virtio-net-pci,netdev=n0,mac=${MAC}`],
+      ...["-serial", `file:${consoleLog}`],
+    ]);
+    const deadline = Date.now() + 240_000;
+    let text = "";
+    while (!text.includes("WEFT-PXE-MARKER") && Date.now() < deadline && vm.exitCode === null) {
+      await new Promise((r) => setTimeout(r, 500));
+      text = fs.existsSync(consoleLog) ? fs.readFileSync(consoleLog, "latin1") : "";
+    }
+    const seconds = (Date.now() - t0) / 1000;
+    console.log(`[pxe] QEMU start to marker: ${seconds.toFixed(1)} s`);
+    expect(text).toContain("WEFT-PXE-MARKER");
+    // The kernel command line is the one Weft's script rendered for this machine.
+    expect(text).toMatch(
+      /WEFT-PXE-MARKER .*weft\.url=http:\/\/10\.88\.0\.1:7480 weft\.nonce=nonce_\S+ weft\.mode=maintenance/,
+    );
+    // Every step went through Weft: DHCP, the script, the kernel and initramfs downloads.
+    const served = log.split("\n").filter((l) => l.includes(MAC) || l.includes("/boot/images/"));
+    expect(served.some((l) => l.includes('"msg":"served boot script"'))).toBe(true);
+    for (const img of ["maintenance-kernel", "maintenance-initrd"]) {
+      expect(served.some((l) => l.includes(`/boot/images/${img}`) && l.includes('"status":200'))).toBe(true);
+    }
+
+    // DHCP recorded the machine and its lease.
+    const m = await call({ socket: socket() }, "GET", `/v1/machines/${MAC}`, { token: token() });
+    expect(m.json).toMatchObject({ state: "discovered", nics: [{ mac: MAC, pxe: true }] });
+  }, 300_000);
+});
