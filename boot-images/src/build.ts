@@ -23,6 +23,8 @@ export interface BuildOptions {
   /** Progress lines for a human (stderr). */
   readonly progress: (line: string) => void;
   readonly now?: () => number;
+  /** The agent bundle to use; by default it is bundled from the working tree once per call. */
+  readonly agent?: Promise<AgentBundle>;
 }
 
 export interface RecipeOutcome {
@@ -66,7 +68,7 @@ export async function buildImages(opts: BuildOptions): Promise<RecipeOutcome[]> 
         current = name;
         opts.progress(`${recipe.name}: ${name}`);
       },
-      () => (agent ??= bundleAgent(opts.repoRoot)),
+      () => (agent ??= opts.agent ?? bundleAgent(opts.repoRoot)),
     );
     const seconds = (): number => Math.round((now() - started) / 100) / 10;
     try {
@@ -143,7 +145,7 @@ export async function buildImages(opts: BuildOptions): Promise<RecipeOutcome[]> 
   return outcomes;
 }
 
-export type PlanOptions = Pick<BuildOptions, "cacheDir" | "repoRoot" | "recipesDir">;
+export type PlanOptions = Pick<BuildOptions, "cacheDir" | "repoRoot" | "recipesDir" | "agent">;
 
 function contextFor(
   opts: PlanOptions & { readonly now?: () => number },
@@ -184,7 +186,7 @@ export async function currentKey(opts: PlanOptions, recipe: Recipe): Promise<str
     run,
     paths.work(recipe.name),
     () => undefined,
-    () => (agent ??= bundleAgent(opts.repoRoot)),
+    () => (agent ??= opts.agent ?? bundleAgent(opts.repoRoot)),
   );
   return computeInputKey((await recipe.plan(ctx)).key);
 }
