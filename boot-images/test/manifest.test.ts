@@ -1,7 +1,7 @@
-import { mkdtemp, writeFile } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { checkCached } from "../src/core/cache.js";
 import { ImageError } from "../src/core/errors.js";
 import { sha256Text } from "../src/core/hash.js";
@@ -61,8 +61,13 @@ describe("manifest validation", () => {
 });
 
 describe("cache check", () => {
+  const dirs: string[] = [];
+  afterAll(async () => {
+    for (const d of dirs) await rm(d, { recursive: true, force: true });
+  });
   const setup = async (content = CONTENT, m = manifest()) => {
     const dir = await mkdtemp(join(tmpdir(), "weft-images-cache-"));
+    dirs.push(dir);
     await writeFile(join(dir, m.file), content);
     await writeFile(join(dir, manifestFileName(m.name)), serializeManifest(m));
     return dir;
