@@ -14,7 +14,10 @@ import { labPaths } from "../lab/src/config.js";
 const { values: args } = parseArgs({
   options: {
     servers: { type: "string", default: "1" },
-    "state-dir": { type: "string", default: "/var/lib/weft-lab" },
+    // Its own lab, so that it never touches a developer's.
+    "state-dir": { type: "string", default: "/var/lib/weft-nightly" },
+    netns: { type: "string", default: "weft-nightly" },
+    bridge: { type: "string", default: "weftbrn0" },
     report: { type: "string" },
     keep: { type: "boolean", default: false },
     timeout: { type: "string", default: "900" },
@@ -26,6 +29,7 @@ const stateDir = path.resolve(args["state-dir"]);
 const reportFile = path.resolve(
   args.report ?? path.join(root, ".weft", `nightly-${new Date().toISOString().replace(/[:.]/g, "-")}.json`),
 );
+const labArgs = ["--state-dir", stateDir, "--netns", args.netns, "--bridge", args.bridge];
 const stageTimeoutMs = Number(args.timeout) * 1000;
 const t0 = Date.now();
 const since = () => ((Date.now() - t0) / 1000).toFixed(1);
@@ -91,7 +95,7 @@ async function collectTimings(): Promise<void> {
 async function main(): Promise<void> {
   await step("build images", () => run(process.execPath, ["boot-images/dist/main.js", "build"]));
   await step("lab up", () =>
-    run(process.execPath, ["lab/dist/main.js", "--state-dir", stateDir, "up", "--servers", String(servers)]),
+    run(process.execPath, ["lab/dist/main.js", ...labArgs, "up", "--servers", String(servers)]),
   );
   await step("import images", () =>
     run(process.execPath, [
@@ -147,9 +151,9 @@ try {
   report.keptLogs = keep;
 } finally {
   if (!args.keep) {
-    await step("lab down", () =>
-      run(process.execPath, ["lab/dist/main.js", "--state-dir", stateDir, "down"]),
-    ).catch((err: unknown) => log(`teardown failed: ${(err as Error).message}`));
+    await step("lab down", () => run(process.execPath, ["lab/dist/main.js", ...labArgs, "down"])).catch(
+      (err: unknown) => log(`teardown failed: ${(err as Error).message}`),
+    );
   }
 }
 
