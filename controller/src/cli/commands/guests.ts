@@ -1,27 +1,11 @@
 // weft guests: list, show, delete.
 import type { Command } from "commander";
+import type { GuestView } from "../../guests/service.js";
 import { type CliContext, withOutput } from "../context.js";
 import { age, render, type Column } from "../output.js";
 
-export interface GuestRow {
-  name: string;
-  role: string | null;
-  host: string | null;
-  state: string;
-  dip: string | null;
-  image: string;
-  vcpus: number;
-  cpuMhz: number;
-  memoryMiB: number;
-  diskBytes: number;
-  diskIops: number | null;
-  diskBps: number | null;
-  netInKBps: number;
-  netOutKBps: number;
-  lastError: string | null;
-  createdAt: string;
-  updatedAt: string;
-}
+/** A guest as the API answers it. */
+export type GuestRow = GuestView;
 
 export const guestColumns: Column<GuestRow>[] = [
   { header: "NAME", get: (g) => g.name },

@@ -1,26 +1,10 @@
 // weft hosts list: hosts with their guest capacity, total / used / free.
 import type { Command } from "commander";
+import type { HostView } from "../../guests/service.js";
 import { type CliContext, withOutput } from "../context.js";
 import { render, type Column } from "../output.js";
 
-interface Usage {
-  cpuMhz: number;
-  memoryMiB: number;
-  diskBytes: number;
-  netKBps: number;
-  guests: number;
-}
-
-interface HostRow {
-  id: string;
-  name: string;
-  address: string | null;
-  state: string;
-  kvm: boolean;
-  cpus: number;
-  cpuMhz: number;
-  capacity: { total: Usage; used: Usage; free: Usage };
-}
+type HostRow = HostView;
 
 const ghz = (mhz: number) => `${(mhz / 1000).toFixed(1)}GHz`;
 const gib = (mib: number) => `${(mib / 1024).toFixed(1)}GiB`;
