@@ -81,6 +81,14 @@ describe("streaming a gzip image to a device", { timeout: 30_000 }, () => {
     expect(clock.sleeps).toEqual([1000, 1000]); // waits come from the injected clock
   });
 
+  it("accepts an image whose every byte arrived even when the connection then breaks", async () => {
+    server = await serveImage(gz, { dropAtEnd: true, chunk: 64 * 1024 });
+    const path = await target("dropped-at-end");
+    const r = await streamImage(opts(server.url, path, { clock: fakeClock() }));
+    expect(r).toMatchObject({ compressedBytes: gz.length, writtenBytes: raw.length, sha256 });
+    expect(server.requests.length).toBe(1);
+  });
+
   it("handles a server that ignores Range by discarding the bytes it already has", async () => {
     server = await serveImage(gz, { cutAfter: [700_000], ignoreRange: true, chunk: 16 * 1024 });
     const path = await target("ignored");

@@ -6,6 +6,8 @@ import type { AddressInfo } from "node:net";
 export interface ImageServerOptions {
   /** For the n-th request (0-based), destroy the socket after this many body bytes. */
   cutAfter?: (number | null)[];
+  /** Drop the connection after the last byte instead of ending the response cleanly. */
+  dropAtEnd?: boolean;
   /** For the n-th request, stop sending after this many body bytes but keep the connection open. */
   stallAfter?: (number | null)[];
   /** Answer 200 with the whole file even to range requests. */
@@ -70,6 +72,11 @@ export async function serveImage(data: Buffer, opts: ImageServerOptions = {}): P
           res.once("drain", pump);
           return;
         }
+      }
+      if (opts.dropAtEnd) {
+        // Let the bytes leave, then cut before the response is complete on the wire.
+        res.socket?.end();
+        return;
       }
       res.end();
     };
