@@ -112,9 +112,11 @@ async function main(): Promise<number> {
         // firmware falls through to PXE; the maintenance OS then wipes it for good.
         const mounted = await mountedDevices(root);
         const disks = (await listDisks(root)).filter((d) => d.partitions.some((p) => mounted.has(p.name)));
+        // Zeroing the first and last MiB clears the boot code, the protective MBR and both GPT
+        // copies; the host OS has no sgdisk, and needs none for this.
         for (const d of disks) {
-          await exec.run("sgdisk", ["--zap-all", `/dev/${d.name}`]);
           await zeroRange(`/dev/${d.name}`, 0, 1 << 20);
+          if (d.sizeBytes > 2 << 20) await zeroRange(`/dev/${d.name}`, d.sizeBytes - (1 << 20), 1 << 20);
         }
         await exec.run("sync", []);
         return `made ${disks.map((d) => d.name).join(", ") || "no disk"} unbootable; rebooting into the maintenance OS`;
