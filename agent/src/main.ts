@@ -112,11 +112,13 @@ async function main(): Promise<number> {
         // firmware falls through to PXE; the maintenance OS then wipes it for good.
         const mounted = await mountedDevices(root);
         const disks = (await listDisks(root)).filter((d) => d.partitions.some((p) => mounted.has(p.name)));
-        // Zeroing the first and last MiB clears the boot code, the protective MBR and both GPT
-        // copies; the host OS has no sgdisk, and needs none for this.
+        // Zeroing the first MiB (boot code, protective MBR, primary GPT; the root partition
+        // starts after it) and the last 34 sectors (backup GPT; UEFI spec 5.3.2) clears both
+        // tables without touching the running file system. The host OS has no sgdisk.
+        const GPT_BACKUP = 34 * 512;
         for (const d of disks) {
           await zeroRange(`/dev/${d.name}`, 0, 1 << 20);
-          if (d.sizeBytes > 2 << 20) await zeroRange(`/dev/${d.name}`, d.sizeBytes - (1 << 20), 1 << 20);
+          if (d.sizeBytes > 2 << 20) await zeroRange(`/dev/${d.name}`, d.sizeBytes - GPT_BACKUP, GPT_BACKUP);
         }
         await exec.run("sync", []);
         return `made ${disks.map((d) => d.name).join(", ") || "no disk"} unbootable; rebooting into the maintenance OS`;
