@@ -3,26 +3,11 @@
 // data file, and either can be any file on the host; both are refused, as is a file whose
 // probed format is not the one expected.
 import { z } from "zod";
+import { QemuImgInfo } from "@weft/wire";
 import { AgentError } from "./errors.js";
 import type { Exec } from "./exec.js";
 
-export const QemuImgInfo = z.object({
-  filename: z.string(),
-  format: z.string(),
-  "virtual-size": z.number().int().nonnegative(),
-  "actual-size": z.number().int().nonnegative().optional(),
-  "backing-filename": z.string().optional(),
-  "full-backing-filename": z.string().optional(),
-  "backing-filename-format": z.string().optional(),
-  "format-specific": z
-    .object({
-      type: z.string(),
-      data: z.object({ "data-file": z.string().optional(), "data-file-raw": z.boolean().optional() }).loose(),
-    })
-    .loose()
-    .optional(),
-});
-export type QemuImgInfo = z.infer<typeof QemuImgInfo>;
+export { QemuImgInfo };
 
 export interface ImageCheck {
   format: string;
@@ -52,7 +37,7 @@ export function checkImageInfo(info: QemuImgInfo, expectedFormat: string): Image
       },
     );
   }
-  const dataFile = info["format-specific"]?.data["data-file"];
+  const dataFile = info["format-specific"]?.data?.["data-file"];
   if (dataFile !== undefined) {
     throw new AgentError(
       "integrity",

@@ -5,3 +5,4 @@ export * from "./errors.js";
 export * from "./api.js";
 export * from "./images.js";
 export * from "./agent.js";
+export * from "./qemu-img.js";

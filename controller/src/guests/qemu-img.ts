@@ -9,29 +9,10 @@
 // Run qemu-img with `-f qcow2` so that it never probes the format of an untrusted file.
 import path from "node:path";
 import { z } from "zod";
+import { QemuImgInfo } from "@weft/wire";
 import { WeftError } from "../errors.js";
 
-export const QemuImgInfo = z.looseObject({
-  filename: z.string(),
-  format: z.string(),
-  "virtual-size": z.number().int().nonnegative(),
-  "actual-size": z.number().int().nonnegative().optional(),
-  "backing-filename": z.string().optional(),
-  "full-backing-filename": z.string().optional(),
-  "backing-filename-format": z.string().optional(),
-  "format-specific": z
-    .looseObject({
-      type: z.string(),
-      data: z
-        .looseObject({
-          corrupt: z.boolean().optional(),
-          "data-file": z.string().optional(),
-        })
-        .optional(),
-    })
-    .optional(),
-});
-export type QemuImgInfo = z.infer<typeof QemuImgInfo>;
+export { QemuImgInfo };
 
 const refuse = (code: string, message: string, details?: unknown) =>
   new WeftError("invalid_request", code, message, { details });
