@@ -20,12 +20,7 @@ import { Agents } from "./machines/agents.js";
 import { Lifecycle } from "./machines/lifecycle.js";
 import { startNetboot } from "./netboot/services.js";
 import { createGuestSubsystem } from "./guests/index.js";
-import { PowerDriverRegistry } from "./power/driver.js";
-import { LibvirtPowerDriver } from "./power/libvirt.js";
-
-function defaultPowerDrivers(): PowerDriverRegistry {
-  return new PowerDriverRegistry([new LibvirtPowerDriver()]);
-}
+import { defaultPowerDrivers, type PowerDriverRegistry } from "./power/index.js";
 
 export interface Daemon {
   readonly listeners: string[];

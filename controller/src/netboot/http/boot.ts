@@ -11,9 +11,6 @@ import { parse } from "../../api/validate.js";
 import { STATES } from "../../machines/states.js";
 import { renderIpxe, type BootPlan } from "./script.js";
 
-/** How long a boot nonce may wait for the agent to exchange it. */
-export const NONCE_TTL_SECONDS = 3600;
-
 const Mac = z
   .string()
   .transform((s) => s.toLowerCase().replaceAll("-", ":"))
