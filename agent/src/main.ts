@@ -92,6 +92,8 @@ async function main(): Promise<number> {
   }
   const client = new ControllerClient({ baseUrl: config.controllerUrl, log, clock: systemClock });
   const uptimeSeconds = (): number => Math.round(uptime());
+  // What both modes' loops are given.
+  const common = { client, log, clock: systemClock, random: Math.random, uptimeSeconds, signal: stop.signal };
 
   const reboot = async (): Promise<void> => {
     await exec.run("sync", []);
@@ -123,13 +125,8 @@ async function main(): Promise<number> {
         await exec.run("sync", []);
         return `made ${disks.map((d) => d.name).join(", ") || "no disk"} unbootable; rebooting into the maintenance OS`;
       },
+      ...common,
       config,
-      client,
-      log,
-      clock: systemClock,
-      random: Math.random,
-      uptimeSeconds,
-      signal: stop.signal,
       registration: async () =>
         collectHostRegistration({
           root,
@@ -143,13 +140,8 @@ async function main(): Promise<number> {
   }
 
   await runMaintenance({
+    ...common,
     config,
-    client,
-    log,
-    clock: systemClock,
-    random: Math.random,
-    uptimeSeconds,
-    signal: stop.signal,
     tokens: fileTokenStore(join(stateDir, "agent-token.json")),
     reboot,
     inventory: async () => collectInventory({ root, addresses: await collectAddresses(exec, log) }),

@@ -1,15 +1,13 @@
 // Shared by the DHCP tests: golden packets, a client-side message builder, a logger that
 // keeps its lines, and a migrated temp SQLite store.
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { BOOTREQUEST, emptyMessage, encode, type DhcpMessage } from "../src/netboot/dhcp/codec.js";
 import { parseMac } from "../src/netboot/dhcp/ip.js";
 import { Opt, write } from "../src/netboot/dhcp/options.js";
 import type { DhcpLogger } from "../src/netboot/dhcp/server.js";
-import { defaultMigrationsDir, openDb, type Db } from "../src/store/db.js";
-import { migrateSqlite } from "../src/store/migrate.js";
+import { tempDb as freshDb, type TempDb } from "./helpers/db.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const fixtureDir = path.join(here, "fixtures", "dhcp");
@@ -80,19 +78,6 @@ export function recordingLogger(
   };
 }
 
-/** A fresh SQLite file with the project's migrations applied. */
-export function tempDb(): { db: Db; url: string; dir: string; cleanup: () => Promise<void> } {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "weft-dhcp-"));
-  const url = `file:${path.join(dir, "weft.db")}`;
-  migrateSqlite(url, defaultMigrationsDir);
-  const db = openDb(url);
-  return {
-    db,
-    url,
-    dir,
-    cleanup: async () => {
-      await db.$disconnect();
-      fs.rmSync(dir, { recursive: true, force: true });
-    },
-  };
+export function tempDb(): TempDb {
+  return freshDb("weft-dhcp-");
 }

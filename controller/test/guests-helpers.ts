@@ -1,31 +1,11 @@
 // Shared by the guest tests: a migrated temp SQLite store with hosts and a guest image.
-import fs from "node:fs";
-import os from "node:os";
-import path from "node:path";
-import { defaultMigrationsDir, openDb, type Db } from "../src/store/db.js";
-import { migrateSqlite } from "../src/store/migrate.js";
+import type { Db } from "../src/store/db.js";
+import { tempDb, type TempDb } from "./helpers/db.js";
 
-export interface TempStore {
-  db: Db;
-  url: string;
-  dir: string;
-  cleanup: () => Promise<void>;
-}
+export type TempStore = TempDb;
 
 export function tempStore(): TempStore {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "weft-guests-"));
-  const url = `file:${path.join(dir, "weft.db")}`;
-  migrateSqlite(url, defaultMigrationsDir);
-  const db = openDb(url);
-  return {
-    db,
-    url,
-    dir,
-    cleanup: async () => {
-      await db.$disconnect();
-      fs.rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  return tempDb("weft-guests-");
 }
 
 export async function addHost(
