@@ -20,6 +20,12 @@ export const defaultHandler: Handler = async (command, ctx) => {
       return wipeDisks(command.params, ctx);
     case "reboot":
       return { message: "rebooting", then: "reboot" };
+    case "guest-network":
+      throw new AgentError(
+        "unsupported",
+        "COMMAND_UNSUPPORTED",
+        "guest-network runs on an installed host only",
+      );
   }
 };
 

@@ -2,7 +2,12 @@
 // address) using the token install-host wrote to /etc/weft/agent.json, then heartbeat.
 import { open, statfs } from "node:fs/promises";
 import { join } from "node:path";
-import type { CommandReport, HostRegisterRequest } from "@weft/wire";
+import type {
+  CommandReport,
+  GuestNetworkParams,
+  HostGuestCapabilities,
+  HostRegisterRequest,
+} from "@weft/wire";
 import type { Clock, Random } from "./clock.js";
 import type { ControllerClient } from "./client.js";
 import type { HostConfig } from "./config.js";
@@ -92,6 +97,8 @@ export interface CapacityOptions {
   exec: Exec;
   log: Logger;
   addresses: AddressMap;
+  /** What the host can enforce for guests (guest-net.ts probes it). */
+  guests?: () => Promise<HostGuestCapabilities>;
 }
 
 export async function collectHostRegistration(o: CapacityOptions): Promise<HostRegisterRequest> {
@@ -110,6 +117,7 @@ export async function collectHostRegistration(o: CapacityOptions): Promise<HostR
     },
     libvirt: { uri: LIBVIRT_URI, version: await libvirtVersion(o.exec, o.log) },
     address: await primaryAddress(o.root, o.addresses),
+    ...(o.guests ? { guests: await o.guests() } : {}),
   };
 }
 
@@ -123,6 +131,8 @@ export interface HostDeps {
   uptimeSeconds: () => number;
   signal?: AbortSignal;
   initialIntervalSeconds?: number;
+  /** Runs a guest-network command (network, forwarding, nftables); returns what it did. */
+  guestNetwork?: (params: GuestNetworkParams) => Promise<string>;
   /** Prepares leaving the host OS for a wipe or reboot command; returns what it did. */
   leave?: (kind: "wipe" | "reboot") => Promise<string>;
   reboot?: () => Promise<void>;
@@ -194,6 +204,26 @@ export async function runHost(deps: HostDeps): Promise<void> {
             await deps.reboot?.();
             return;
           }
+          continue;
+        }
+        if (c.ok && c.command.kind === "guest-network" && deps.guestNetwork) {
+          const r = await deps.guestNetwork(c.command.params).then(
+            (message): CommandReport => ({
+              state: "SUCCEEDED",
+              progress: 1,
+              stage: "guest-network",
+              message,
+            }),
+            (err: unknown): CommandReport => ({
+              state: "FAILED",
+              message: (err as Error).message.slice(0, 2000),
+              error: isAgentError(err)
+                ? err.toBody()
+                : { type: "internal", code: "HOST_COMMAND_FAILED", message: String(err) },
+            }),
+          );
+          log.info("guest-network", { command: id, state: r.state, message: r.message });
+          await client.report(id, r).catch(() => undefined);
           continue;
         }
         const err = new AgentError(

@@ -11,6 +11,7 @@ import type { CommandContext, CommandOutcome } from "./context.js";
 import { selectDisk } from "./disks.js";
 import { AgentError } from "./errors.js";
 import { streamImage } from "./image-stream.js";
+import { configureHost } from "./host-setup.js";
 import {
   FIRST_SECTOR,
   ROOT_PARTITION_LABEL,
@@ -200,6 +201,7 @@ export async function installHost(params: InstallHostParams, ctx: CommandContext
     };
     await writeRootFile(mnt, "etc/weft", "agent.json", `${JSON.stringify(identity, null, 2)}\n`, 0o600);
     await writeRootFile(mnt, "etc", "hostname", `${params.host.hostname}\n`, 0o644);
+    await configureHost(mnt, params.tls ?? null);
 
     ctx.progress({ stage: "bootloader", progress: 0.96, message: "installing extlinux" });
     const extDir = await realDir(mnt, "boot/extlinux");

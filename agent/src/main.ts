@@ -26,6 +26,12 @@ import { DEFAULT_DISK_SETTINGS } from "./context.js";
 import { errorBody, isAgentError } from "./errors.js";
 import { createExec } from "./exec.js";
 import { runHost, collectHostRegistration } from "./host.js";
+import {
+  applyGuestNetwork,
+  GUEST_STATE_DIR,
+  probeGuestCapabilities,
+  restoreGuestNetwork,
+} from "./guest-net.js";
 import { listDisks, mountedDevices } from "./disks.js";
 import { zeroRange } from "./partition.js";
 import { collectAddresses, collectInventory } from "./inventory.js";
@@ -106,7 +112,10 @@ async function main(): Promise<number> {
   };
 
   if (config.mode === "host") {
+    const guestNet = { exec, log, root, stateDir: GUEST_STATE_DIR };
+    await restoreGuestNetwork(guestNet);
     await runHost({
+      guestNetwork: (params) => applyGuestNetwork(params, guestNet),
       reboot,
       leave: async (kind) => {
         if (kind === "reboot") return "rebooting";
@@ -134,6 +143,7 @@ async function main(): Promise<number> {
           exec,
           log,
           addresses: await collectAddresses(exec, log),
+          guests: () => probeGuestCapabilities(guestNet),
         }),
     });
     return 0;

@@ -87,8 +87,39 @@ export const InstallHostParams = z.object({
     controllerUrl: z.string().url(),
     token: z.string(),
   }),
+  /**
+   * libvirtd over TLS: the controller's CA, the host's server certificate and key (issued at
+   * dispatch, never stored by the controller), and the client DNs libvirtd lets in.
+   */
+  tls: z
+    .object({
+      caCert: z.string().min(1).max(20_000),
+      serverCert: z.string().min(1).max(20_000),
+      serverKey: z.string().min(1).max(20_000),
+      allowedClients: z.array(z.string().min(1).max(256)).min(1).max(8),
+    })
+    .optional(),
 });
 export type InstallHostParams = z.infer<typeof InstallHostParams>;
+
+/** The libvirt network guests attach to on a host (bridge with the gateway address). */
+export const GuestNetwork = z.object({
+  name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/),
+  bridge: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/),
+  gateway: z.string().regex(/^\d{1,3}(\.\d{1,3}){3}$/),
+  prefix: z.number().int().min(8).max(30),
+});
+export type GuestNetwork = z.infer<typeof GuestNetwork>;
+
+/**
+ * Host mode: the guest network defined and active, IPv4 forwarding on, and the `ip weft`
+ * nftables table replaced by `nft` (null keeps the table the host last applied).
+ */
+export const GuestNetworkParams = z.object({
+  network: GuestNetwork,
+  nft: z.string().max(200_000).nullable(),
+});
+export type GuestNetworkParams = z.infer<typeof GuestNetworkParams>;
 
 export const Command = z.discriminatedUnion("kind", [
   z.object({ id: z.string(), kind: z.literal("install-host"), params: InstallHostParams }),
@@ -98,6 +129,7 @@ export const Command = z.discriminatedUnion("kind", [
     params: z.object({ disks: z.array(z.string()).nullable() }),
   }),
   z.object({ id: z.string(), kind: z.literal("reboot"), params: z.object({}) }),
+  z.object({ id: z.string(), kind: z.literal("guest-network"), params: GuestNetworkParams }),
 ]);
 export type Command = z.infer<typeof Command>;
 
@@ -132,9 +164,21 @@ export const HostCapacity = z.object({
   /** Whether /dev/kvm runs guests here. */
   kvm: z.boolean(),
 });
+/** What the host can enforce for guests (probed by its agent). */
+export const HostGuestCapabilities = z.object({
+  /** libvirt's <bandwidth>: tc htb, sfq and ingress work on this kernel. */
+  bandwidth: z.boolean(),
+  bandwidthReason: z.string().max(1000),
+  /** libvirt may raise RLIMIT_MEMLOCK to <hard_limit> (CAP_SYS_RESOURCE). */
+  memlock: z.boolean(),
+  memlockReason: z.string().max(1000),
+});
+export type HostGuestCapabilities = z.infer<typeof HostGuestCapabilities>;
+
 export const HostRegisterRequest = z
   .object({
     capacity: HostCapacity,
+    guests: HostGuestCapabilities.optional(),
     libvirt: z.object({ uri: z.string(), version: z.string().nullable() }),
     address: z.string().nullable(),
     inventory: Inventory.optional(),
