@@ -55,12 +55,15 @@ export async function startDaemon(config: Config, log: Logger, opts: DaemonOptio
 
     const lifecycle = new Lifecycle(db, store, log);
     const abort = new AbortController();
+    const images = new Images(db, store, config.imagesDir);
+    const guests = createGuestSubsystem({ db, store, images, log, dataDir: config.dataDir });
+    closers.unshift(() => guests.close());
     const ctx: ApiContext = {
       db,
       store,
-      images: new Images(db, store, config.imagesDir),
+      images,
       lifecycle,
-      agents: new Agents(db, store, lifecycle, config.bootUrl),
+      agents: new Agents(db, store, lifecycle, config.bootUrl, guests.hostSetup),
       power: opts.power ?? defaultPowerDrivers(),
       log,
       metrics: createMetrics(),
@@ -70,8 +73,6 @@ export async function startDaemon(config: Config, log: Logger, opts: DaemonOptio
       migrations: migrated.total,
       shutdown: abort.signal,
     };
-    const guests = createGuestSubsystem({ db, store, images: ctx.images, log, dataDir: config.dataDir });
-    closers.unshift(() => guests.close());
     const app = createApp(ctx, guests.service, {
       bootUrl: config.bootUrl,
       ipxeDir: config.ipxeDir,

@@ -11,6 +11,7 @@ import { HostCa } from "./ca.js";
 import { createExec, type Exec } from "./exec.js";
 import { DEFAULT_GUEST_NETWORK, type HostCapabilities, type HostDriver } from "./host-driver.js";
 import { DEFAULT_IPAM, Ipam, type IpamConfig } from "./ipam.js";
+import { HostSetup } from "./host-setup.js";
 import { RemoteHostDriver } from "./remote-driver.js";
 import { GuestService, type HostRow } from "./service.js";
 
@@ -36,6 +37,8 @@ export interface GuestSubsystemOptions {
 export interface GuestSubsystem {
   service: GuestService;
   ca: HostCa;
+  /** Host TLS at install, libvirt checks at registration, guest networking through the agent. */
+  hostSetup: HostSetup;
   /** Runs the cleanup pass every `intervalMs` until `signal` aborts. */
   startCleanup(intervalMs: number, signal: AbortSignal): void;
   close(): Promise<void>;
@@ -46,11 +49,31 @@ export function createGuestSubsystem(o: GuestSubsystemOptions): GuestSubsystem {
   const ca = new HostCa(path.join(o.dataDir, "pki"), exec);
   const ipamConfig = o.ipam ?? DEFAULT_IPAM;
   const drivers = new Map<string, { uri: string; driver: HostDriver }>();
-  const caps = o.hostCapabilities ?? {
+  const assumed = o.hostCapabilities ?? {
     bandwidth: true,
     bandwidthReason: "assumed: a stock host kernel has htb, sfq and ingress",
     memlock: true,
     memlockReason: "assumed: libvirtd runs as root with CAP_SYS_RESOURCE",
+  };
+  const net = DEFAULT_GUEST_NETWORK;
+  const hostSetup = new HostSetup({
+    db: o.db,
+    ca,
+    exec,
+    log: o.log.child({ component: "host-setup" }),
+    network: { name: net.name, bridge: net.bridge, gateway: ipamConfig.gateway, prefix: net.prefix },
+  });
+  const applyNft =
+    o.applyNft ?? ((host: HostRow, script: string) => hostSetup.applyNft(host.machineId, script));
+  // What the host's agent found at its last registration; older agents report nothing.
+  const capsOf = async (host: HostRow): Promise<HostCapabilities> => {
+    if (o.hostCapabilities) return o.hostCapabilities;
+    const ev = await o.db.event.findFirst({
+      where: { subjectType: "machine", subjectId: host.machineId, toState: "host-ready" },
+      orderBy: { id: "desc" },
+    });
+    const g = (ev?.data as { guests?: HostCapabilities } | null)?.guests;
+    return g ?? assumed;
   };
   const remoteFor = (host: HostRow): HostDriver => {
     const uri = host.libvirtUri?.startsWith("qemu+tls://")
@@ -72,8 +95,8 @@ export function createGuestSubsystem(o: GuestSubsystemOptions): GuestSubsystem {
       },
       exec,
       log: o.log.child({ host: host.machine.name ?? host.id }),
-      capabilities: caps,
-      ...(o.applyNft ? { applyNft: (script: string) => o.applyNft!(host, script) } : {}),
+      capabilities: () => capsOf(host),
+      applyNft: (script: string) => applyNft(host, script),
     });
     drivers.set(host.id, { uri, driver });
     return driver;
@@ -88,6 +111,7 @@ export function createGuestSubsystem(o: GuestSubsystemOptions): GuestSubsystem {
   return {
     service,
     ca,
+    hostSetup,
     startCleanup(intervalMs, signal) {
       const tick = async () => {
         if (signal.aborted) return;

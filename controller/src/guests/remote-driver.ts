@@ -49,8 +49,10 @@ export interface RemoteHostDriverOptions {
   imageFile: (image: BaseImageRef) => string | Promise<string>;
   exec: Exec;
   log: Logger;
-  /** What the host agent reported at registration. */
-  capabilities: HostCapabilities;
+  /** What the host agent reported at registration (read when first needed). */
+  capabilities: HostCapabilities | (() => Promise<HostCapabilities>);
+  /** How long a create waits for the host agent to bring the guest network up. */
+  networkWaitMs?: number;
   /** Applies a rendered nftables table on the host (through its agent). */
   applyNft?: (script: string) => Promise<void>;
 }
@@ -127,7 +129,8 @@ export class RemoteHostDriver implements HostDriver {
   }
 
   async capabilities(): Promise<HostCapabilities> {
-    return this.#o.capabilities;
+    const c = this.#o.capabilities;
+    return typeof c === "function" ? c() : c;
   }
 
   /** The two storage pools, defined, built and active. Once per driver. */
@@ -158,15 +161,20 @@ export class RemoteHostDriver implements HostDriver {
   }
 
   async networkEnsure(): Promise<void> {
-    // The guest network is defined by the host agent at install (it owns the bridge address);
-    // here it is only checked.
-    const r = await this.#virsh(["net-info", this.#o.network], true);
-    if (r.exitCode !== 0 || !/^Active:\s+yes/m.test(r.stdout))
-      throw new WeftError(
-        "unavailable",
-        "GUEST_NETWORK_MISSING",
-        `network ${this.#o.network} is not active on the host`,
-      );
+    // The guest network is defined by the host agent (a guest-network command queued when the
+    // host registers); here it is only checked, waiting a little for a host that just came up.
+    const deadline = Date.now() + (this.#o.networkWaitMs ?? 30_000);
+    for (;;) {
+      const r = await this.#virsh(["net-info", this.#o.network], true);
+      if (r.exitCode === 0 && /^Active:\s+yes/m.test(r.stdout)) return;
+      if (Date.now() > deadline)
+        throw new WeftError(
+          "unavailable",
+          "GUEST_NETWORK_MISSING",
+          `network ${this.#o.network} is not active on the host`,
+        );
+      await new Promise((r) => setTimeout(r, 1000));
+    }
   }
 
   async #volume(pool: string, name: string): Promise<VolumeInfo | null> {

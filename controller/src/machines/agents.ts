@@ -1,12 +1,14 @@
 // The controller's side of the agent protocol (wire/src/agent.ts): nonce exchange, command
 // dispatch on heartbeat, command reports that drive the lifecycle, host registration.
-import type {
-  Command,
-  CommandReport,
-  EnlistRequest,
-  HostRegisterRequest,
-  Inventory,
-  MachineState,
+import net from "node:net";
+import {
+  GuestNetworkParams,
+  type Command,
+  type CommandReport,
+  type EnlistRequest,
+  type HostRegisterRequest,
+  type Inventory,
+  type MachineState,
 } from "@weft/wire";
 import { WeftError, conflict } from "../errors.js";
 import { hashToken, newToken, type Principal } from "../auth/tokens.js";
@@ -14,6 +16,7 @@ import type { Db } from "../store/db.js";
 import type { Prisma } from "../store/generated/client.js";
 import type { Store } from "../store/store.js";
 import type { Lifecycle } from "./lifecycle.js";
+import { GUEST_NETWORK_JOB, type HostSetup, type LibvirtProbe } from "../guests/host-setup.js";
 
 export const HEARTBEAT_SECONDS = 5;
 const NONCE_TTL_MS = 3600_000;
@@ -24,7 +27,12 @@ export class Agents {
     private readonly store: Store,
     private readonly lifecycle: Lifecycle,
     private readonly bootUrl: string,
+    /** TLS for hosts' libvirtd and their guest networking; without it hosts get neither. */
+    private readonly hostSetup?: HostSetup,
   ) {}
+
+  /** When each unreachable host's libvirt was last tried (at most one check per 30 s). */
+  private readonly probedAt = new Map<string, number>();
 
   /** Exchanges a boot nonce for the machine's agent token (once), and records its inventory. */
   async enlist(req: EnlistRequest, remote: string): Promise<{ machineId: string; token: string }> {
@@ -151,7 +159,7 @@ export class Agents {
   }
 
   /** Hands out the machine's pending commands (marking them running). */
-  async heartbeat(p: Principal): Promise<Command[]> {
+  async heartbeat(p: Principal, remote: string | null = null): Promise<Command[]> {
     const machineId = p.machineId!;
     const jobs = await this.db.job.findMany({
       where: { machineId, state: "pending" },
@@ -159,7 +167,7 @@ export class Agents {
     });
     const commands: Command[] = [];
     for (const job of jobs) {
-      const cmd = await this.commandFor(job, p);
+      const cmd = await this.commandFor(job, p, remote);
       if (!cmd) continue;
       await this.db.job.update({
         where: { id: job.id },
@@ -170,7 +178,29 @@ export class Agents {
     return commands;
   }
 
-  private async commandFor(job: Prisma.JobGetPayload<object>, p: Principal): Promise<Command | null> {
+  /**
+   * The addresses a machine's host will have: its NICs' bound DHCP leases (the host asks with
+   * the same client identifier as the maintenance OS, so it keeps them), else where it calls from.
+   */
+  private async hostAddresses(machineId: string, remote: string | null): Promise<string[]> {
+    const macs = (await this.db.nic.findMany({ where: { machineId }, select: { mac: true } })).map(
+      (n) => n.mac,
+    );
+    const leases = await this.db.lease.findMany({
+      where: { mac: { in: macs }, state: "bound", expiresAt: { gt: new Date() } },
+      select: { ip: true },
+    });
+    const ips = leases.map((l) => l.ip);
+    const from = remote?.replace(/^::ffff:/, "") ?? null;
+    if (!ips.length && from && net.isIP(from) && from !== "127.0.0.1" && from !== "::1") ips.push(from);
+    return [...new Set(ips)];
+  }
+
+  private async commandFor(
+    job: Prisma.JobGetPayload<object>,
+    p: Principal,
+    remote: string | null,
+  ): Promise<Command | null> {
     const params = (job.params ?? {}) as Record<string, unknown>;
     switch (job.kind) {
       case "install-host": {
@@ -191,10 +221,15 @@ export class Agents {
             data: { kind: "agent", name: "host", machineId: machine.id, tokenHash: hashToken(hostToken) },
           });
         });
+        const hostname = machine.name ?? `host-${machine.id.slice(-6)}`;
+        const tls = this.hostSetup
+          ? await this.hostSetup.tlsFor(hostname, await this.hostAddresses(machine.id, remote))
+          : undefined;
         return {
           id: job.id,
           kind: "install-host",
           params: {
+            ...(tls ? { tls } : {}),
             image: {
               name: machine.image.name,
               url: `${this.bootUrl}/boot/images/${machine.image.name}`,
@@ -205,7 +240,7 @@ export class Agents {
             disk: typeof params["disk"] === "string" ? params["disk"] : null,
             host: {
               machineId: machine.id,
-              hostname: machine.name ?? `host-${machine.id.slice(-6)}`,
+              hostname,
               controllerUrl: this.bootUrl,
               token: hostToken,
             },
@@ -216,6 +251,12 @@ export class Agents {
         return { id: job.id, kind: "wipe", params: { disks: null } };
       case "reboot":
         return { id: job.id, kind: "reboot", params: {} };
+      case GUEST_NETWORK_JOB: {
+        if (p.name !== "host") return null;
+        const parsed = GuestNetworkParams.safeParse(params);
+        if (!parsed.success) return null;
+        return { id: job.id, kind: "guest-network", params: parsed.data };
+      }
       default:
         return null;
     }
@@ -281,6 +322,8 @@ export class Agents {
         });
       }
     });
+    // A host that could not apply guest networking stays a host; the caller hears of it.
+    if (job.kind === GUEST_NETWORK_JOB) return;
     if (r.state === "FAILED") {
       const reason = r.error ? `${r.error.code}: ${r.error.message}` : (r.message ?? `${job.kind} failed`);
       await this.lifecycle.fire(machineId, "fail", { actor, reason });
@@ -324,21 +367,52 @@ export class Agents {
       throw new WeftError("forbidden", "NOT_A_HOST_TOKEN", "only a host agent's token registers a host");
     const machineId = p.machineId!;
     const c = req.capacity;
+    // The controller reaches libvirt over TLS; a host it cannot reach takes no guests.
+    const tls: LibvirtProbe | null =
+      this.hostSetup && req.address ? await this.hostSetup.probe(req.address) : null;
+    if (tls) this.probedAt.set(machineId, Date.now());
     const data = {
       address: req.address,
-      libvirtUri: req.libvirt.uri,
+      libvirtUri: tls?.uri ?? req.libvirt.uri,
       cpus: c.cpus,
       cpuMhz: c.cpuMhz,
       memoryMiB: c.memoryMiB,
       diskBytes: BigInt(c.diskBytes),
       kvm: c.kvm,
-      state: "ready",
+      state: tls && !tls.ok ? "unreachable" : "ready",
       lastHeartbeatAt: new Date(),
     };
     await this.db.host.upsert({ where: { machineId }, create: { machineId, ...data }, update: data });
+    if (this.hostSetup) await this.hostSetup.queue(machineId, null);
     await this.lifecycle.fire(machineId, "host-registered", {
       actor: `agent:${machineId}`,
-      data: { ...c, libvirt: req.libvirt },
+      data: {
+        ...c,
+        libvirt: req.libvirt,
+        ...(tls ? { libvirtTls: tls } : {}),
+        ...(req.guests ? { guests: req.guests } : {}),
+      },
+    });
+  }
+
+  /** Tries an unreachable host's libvirt again; it takes guests once it answers. */
+  private async recheck(machineId: string): Promise<void> {
+    const host = await this.db.host.findUnique({ where: { machineId } });
+    if (!this.hostSetup || host?.state !== "unreachable" || !host.address) return;
+    const last = this.probedAt.get(machineId) ?? 0;
+    if (Date.now() - last < 30_000) return;
+    this.probedAt.set(machineId, Date.now());
+    const tls = await this.hostSetup.probe(host.address);
+    if (!tls.ok) return;
+    await this.db.host.updateMany({ where: { machineId, state: "unreachable" }, data: { state: "ready" } });
+    await this.store.recordEvent({
+      subjectType: "host",
+      subjectId: host.id,
+      actor: "controller",
+      fromState: "unreachable",
+      toState: "ready",
+      message: `libvirt answers over TLS (${tls.version ?? "?"})`,
+      data: { libvirtTls: tls },
     });
   }
 
@@ -347,5 +421,6 @@ export class Agents {
       where: { machineId: p.machineId! },
       data: { lastHeartbeatAt: new Date() },
     });
+    void this.recheck(p.machineId!).catch(() => undefined);
   }
 }

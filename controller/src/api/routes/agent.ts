@@ -22,7 +22,10 @@ export function agentRouter(ctx: ApiContext): Router {
     const body = parse(HeartbeatRequest, req.body, "body");
     const p = principal(res);
     if (body.mode === "host") await ctx.agents.hostHeartbeat(p);
-    res.json({ commands: await ctx.agents.heartbeat(p), intervalSeconds: HEARTBEAT_SECONDS });
+    res.json({
+      commands: await ctx.agents.heartbeat(p, req.socket.remoteAddress ?? null),
+      intervalSeconds: HEARTBEAT_SECONDS,
+    });
   });
 
   r.post("/commands/:id", async (req, res) => {
