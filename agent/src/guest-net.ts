@@ -82,6 +82,9 @@ async function ensureForwarding(d: GuestNetDeps): Promise<void> {
 
 /** The guest network defined, active and autostarted. */
 export async function ensureNetwork(d: GuestNetDeps, n: GuestNetwork): Promise<string> {
+  // libvirt records each network's guest MACs there, even for a network without DHCP; the
+  // directory only comes with the dnsmasq package, which a host does not need.
+  await mkdir(join(d.root, "var/lib/libvirt/dnsmasq"), { recursive: true, mode: 0o755 });
   const info = await virsh(d, ["net-info", n.name], [0, 1]);
   let did = "present";
   if (info.exitCode !== 0) {
