@@ -4,12 +4,16 @@
 // with every stage's time per server. Exits non-zero on any failure and keeps the consoles and
 // the controller log of a failed run.
 //
-//   npm run nightly -- --servers 2 [--report FILE] [--keep]
+// With hosts ready it deploys a role of two guests across them (guests.ts): the VIP, the caps,
+// a deletion and the create-to-running/serving times go into the report.
+//
+//   npm run nightly -- --servers 2 [--report FILE] [--keep] [--skip-role] [--skip-release]
 import fs from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import type { EventView, MachineView } from "@weft/wire";
 import { labClient, root, run, serverNames, waitForState } from "./lib/flow.js";
+import { checkRole, type RoleReport } from "./lib/guests.js";
 import { labPaths } from "../lab/src/config.js";
 const { values: args } = parseArgs({
   options: {
@@ -21,6 +25,10 @@ const { values: args } = parseArgs({
     report: { type: "string" },
     keep: { type: "boolean", default: false },
     timeout: { type: "string", default: "900" },
+    // Guests need memory beyond the host's own reserve (1 GiB in placement).
+    memory: { type: "string", default: "2560" },
+    "skip-role": { type: "boolean", default: false },
+    "skip-release": { type: "boolean", default: false },
   },
 });
 const servers = Number(args.servers);
@@ -50,6 +58,7 @@ const report = {
   >,
   targets: {} as Record<string, { target: number; measured: number | null; met: boolean | null }>,
   keptLogs: null as string | null,
+  guests: null as RoleReport | null,
 };
 
 async function step<T>(name: string, fn: () => Promise<T>): Promise<T> {
@@ -95,7 +104,15 @@ async function collectTimings(): Promise<void> {
 async function main(): Promise<void> {
   await step("build images", () => run(process.execPath, ["boot-images/dist/main.js", "build"]));
   await step("lab up", () =>
-    run(process.execPath, ["lab/dist/main.js", ...labArgs, "up", "--servers", String(servers)]),
+    run(process.execPath, [
+      "lab/dist/main.js",
+      ...labArgs,
+      "up",
+      "--servers",
+      String(servers),
+      "--memory",
+      args.memory,
+    ]),
   );
   await step("import images", () =>
     run(process.execPath, [
@@ -123,13 +140,36 @@ async function main(): Promise<void> {
       const reg = m.events.find((e) => e.toState === "host-ready");
       const lv = (reg?.data as { libvirt?: { version?: string | null } } | null)?.libvirt;
       if (!lv?.version) throw new Error(`${n}: the host did not report a libvirt daemon that answers`);
-      log(`${n}: libvirt ${lv.version}`);
+      // The controller's own check, over TLS with its client certificate, at registration.
+      const tls = (
+        reg?.data as {
+          libvirtTls?: { ok: boolean; version: string | null; uri: string; error: string | null };
+        }
+      )?.libvirtTls;
+      if (!tls?.ok)
+        throw new Error(
+          `${n}: the controller did not reach libvirt over TLS: ${tls?.error ?? "not checked"}`,
+        );
+      log(`${n}: libvirt ${lv.version}; answered the controller over TLS (${tls.uri.replace(/\?.*/, "")})`);
     }
   });
-  await step("release and re-enlist", async () => {
-    await client().request("POST", `/v1/machines/${names[0]}/release`, {});
-    await waitFor([names[0]!], "ready", "releasing");
-  });
+  if (!args["skip-role"]) {
+    await step("role", async () => {
+      report.guests = await checkRole({
+        client: client(),
+        netns: args.netns,
+        pkiClientDir: path.join(labPaths(stateDir).controllerData, "pki", "client"),
+        instances: 2,
+        log,
+      });
+    });
+  }
+  if (!args["skip-release"]) {
+    await step("release and re-enlist", async () => {
+      await client().request("POST", `/v1/machines/${names[0]}/release`, {});
+      await waitFor([names[0]!], "ready", "releasing");
+    });
+  }
   await collectTimings();
   report.ok = true;
 }
@@ -167,6 +207,15 @@ if (!Number.isNaN(target)) {
     met: Number.isNaN(worst) ? null : worst <= target,
   };
 }
+const g = report.guests;
+if (g) {
+  const cached = g.cachedCreate.createToRunningS;
+  report.targets["guest create request→domain running, base cached"] = {
+    target: 2,
+    measured: cached,
+    met: cached === null ? null : cached <= 2,
+  };
+}
 fs.mkdirSync(path.dirname(reportFile), { recursive: true });
 fs.writeFileSync(reportFile, JSON.stringify(report, null, 2));
 console.log("\nstage times (seconds from power-on):");
@@ -180,6 +229,17 @@ for (const [n, m] of Object.entries(report.machines)) {
 for (const [k, v] of Object.entries(report.targets)) {
   console.log(
     `  target ${k}: ${v.measured === null ? "not reached" : `${v.measured.toFixed(1)} s`} (target < ${v.target} s)`,
+  );
+}
+if (g) {
+  console.log("guests (seconds from the create request):");
+  for (const x of [...g.guests, g.cachedCreate]) {
+    console.log(
+      `  ${x.name} on ${x.host}: running ${x.createToRunningS?.toFixed(1) ?? "-"}, serving ${x.createToServingS?.toFixed(1) ?? "-"} (controller: domain running after ${x.controllerCreateS?.toFixed(1) ?? "-"})`,
+    );
+  }
+  console.log(
+    `  VIP ${g.vip}: ${g.rotation.join(" ")}; MemTotal ${g.memory.memTotalMiB.toFixed(0)}/${g.memory.specMiB} MiB; CPU ${g.cpu.map((c) => `${(c.measured * 100).toFixed(0)}%`).join(" ")} of ${((g.cpu[0]?.quota ?? 0) * 100).toFixed(0)}%; iperf3 in ${g.bandwidth.inMbit.toFixed(1)} out ${g.bandwidth.outMbit.toFixed(1)} Mbit/s (cap ${g.bandwidth.capMbit})`,
   );
 }
 console.log(`report: ${reportFile}`);
