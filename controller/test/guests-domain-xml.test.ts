@@ -65,7 +65,8 @@ describe("renderDomainXml", () => {
     expect(xml).toContain("<source network='weft-guests'/>");
     expect(xml).toContain("<mac address='52:54:00:00:00:02'/>");
     expect(xml).toContain("<inbound average='12500' peak='12500' burst='64'/>");
-    expect(xml).toContain("<outbound average='6250' peak='6250' burst='64'/>");
+    // Policed outbound: a quarter second of burst at the rate, so that TCP reaches the cap.
+    expect(xml).toContain("<outbound average='6250' peak='6250' burst='1563'/>");
   });
 
   it("omits bandwidth where the host cannot enforce it", () => {

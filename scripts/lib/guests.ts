@@ -123,9 +123,22 @@ async function vcpuTimeNs(o: RoleCheckOptions, address: string, guest: string): 
 
 async function iperf(netns: string, vip: string, reverse: boolean): Promise<number> {
   const args = ["-c", vip, "-t", "8", "-O", "2", "-J", ...(reverse ? ["-R"] : [])];
-  const r = await inNs(netns, "iperf3", args, 60_000);
-  const j = JSON.parse(r.stdout) as { end: { sum_received: { bits_per_second: number } } };
-  return j.end.sum_received.bits_per_second / 1e6;
+  let why = "";
+  // The first connection right after a VIP change can find the server not ready: try again.
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const r = await inNs(netns, "iperf3", args, 60_000).catch((err: { stdout?: string }) => ({
+      stdout: err.stdout ?? "{}",
+    }));
+    const j = JSON.parse(r.stdout || "{}") as {
+      error?: string;
+      end?: { sum_received?: { bits_per_second: number } };
+    };
+    const bps = j.end?.sum_received?.bits_per_second;
+    if (bps !== undefined && !j.error) return bps / 1e6;
+    why = j.error ?? "no result";
+    await sleep(2000);
+  }
+  throw new Error(`iperf3 ${args.join(" ")}: ${why}`);
 }
 
 export async function checkRole(o: RoleCheckOptions): Promise<RoleReport> {

@@ -63,8 +63,9 @@ describe("guests on an installed lab host", () => {
 
   it("gives the guest the memory of its spec", () => {
     const m = report.guests!.memory;
+    // MemTotal is the RAM less what the kernel keeps for itself (about 50 MiB for Debian's).
     expect(m.memTotalMiB).toBeLessThanOrEqual(m.specMiB);
-    expect(m.memTotalMiB).toBeGreaterThan(m.specMiB * 0.8);
+    expect(m.memTotalMiB).toBeGreaterThan(m.specMiB - 64);
   });
 
   it("holds a CPU burner at its quota", () => {

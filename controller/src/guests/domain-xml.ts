@@ -65,6 +65,15 @@ export function macForDip(dip: string): string {
   return ["52", "54", "00", ...o.slice(1).map((n) => n.toString(16).padStart(2, "0"))].join(":");
 }
 
+/**
+ * Outbound traffic is policed (dropped above the rate), not shaped: with libvirt's usual 64 KB
+ * bucket TCP backs off far below the cap. A quarter of a second at the rate lets it reach the
+ * cap; over any window of seconds the average still holds.
+ */
+export function outboundBurstKB(netOutKBps: number): number {
+  return Math.max(64, Math.ceil(netOutKBps / 4));
+}
+
 export function renderDomainXml(g: DomainGuest, host: DomainHost, paths: DomainPaths): string {
   const e = xmlEscape;
   const { period, quota } = cpuQuota(g.cpuMhz, host.cpuMhz);
@@ -138,7 +147,9 @@ export function renderDomainXml(g: DomainGuest, host: DomainHost, paths: DomainP
   if (host.bandwidth) {
     L.push(`      <bandwidth>`);
     L.push(`        <inbound average='${g.netInKBps}' peak='${g.netInKBps}' burst='64'/>`);
-    L.push(`        <outbound average='${g.netOutKBps}' peak='${g.netOutKBps}' burst='64'/>`);
+    L.push(
+      `        <outbound average='${g.netOutKBps}' peak='${g.netOutKBps}' burst='${outboundBurstKB(g.netOutKBps)}'/>`,
+    );
     L.push(`      </bandwidth>`);
   }
   L.push(`    </interface>`);
