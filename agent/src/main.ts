@@ -34,7 +34,7 @@ import {
 } from "./guest-net.js";
 import { listDisks, mountedDevices } from "./disks.js";
 import { zeroRange } from "./partition.js";
-import { collectAddresses, collectInventory } from "./inventory.js";
+import { collectAddresses, collectInventory, nodeAddresses } from "./inventory.js";
 import { consoleLogger } from "./log.js";
 import { runMaintenance, type TokenStore } from "./maintenance.js";
 
@@ -154,7 +154,9 @@ async function main(): Promise<number> {
     config,
     tokens: fileTokenStore(join(stateDir, "agent-token.json")),
     reboot,
-    inventory: async () => collectInventory({ root, addresses: await collectAddresses(exec, log) }),
+    // The maintenance OS's `ip` is busybox's (no JSON output): take Node's view at once rather
+    // than paying for a failing process start under emulation.
+    inventory: () => collectInventory({ root, addresses: nodeAddresses() }),
     context: {
       exec,
       log,

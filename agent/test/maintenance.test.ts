@@ -92,7 +92,7 @@ describe("maintenance mode against a fake controller", { timeout: 30_000 }, () =
     expect(progress[0]).toBe(0);
     expect(progress.at(-1)).toBe(1);
     const stages = ctl.reports.map((r) => r.report.stage).filter(Boolean);
-    expect(stages).toEqual(expect.arrayContaining(["partition", "write-image", "verify", "bootloader"]));
+    expect(stages).toEqual(expect.arrayContaining(["partition", "write-image", "resize", "bootloader"]));
     expect(reportsAtReboot).toBe(ctl.reports.length); // SUCCEEDED was delivered before the reboot
     expect(env.stub.calls.filter((c) => c.startsWith("sgdisk -Z"))).toHaveLength(1);
     // Heartbeat waits: 30-60 % of the announced interval.
