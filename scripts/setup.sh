@@ -16,7 +16,7 @@ APT_PACKAGES=(
   ipxe udhcpc isc-dhcp-client atftp atftpd dnsmasq-base kea-dhcp4-server curl
   # images: kernel, busybox, disk tools, filesystem building
   linux-image-amd64 busybox-static debootstrap gdisk e2fsprogs extlinux syslinux-common
-  cpio zstd pigz genisoimage syslinux mtools dosfstools fdisk
+  cpio zstd lz4 pigz genisoimage syslinux mtools dosfstools fdisk
   # networking inside the lab
   iproute2 nftables iperf3
   # native npm modules

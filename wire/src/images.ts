@@ -5,7 +5,7 @@ export const ImageManifest = z.object({
   schema: z.literal("weft.image/v1"),
   name: z.string().regex(/^[a-z0-9][a-z0-9.-]{0,62}$/),
   kind: z.enum(["kernel", "initrd", "host-rootfs", "guest-disk"]),
-  format: z.enum(["bzImage", "cpio.zst", "ext4.gz", "qcow2"]),
+  format: z.enum(["bzImage", "cpio.zst", "cpio.lz4", "ext4.gz", "qcow2"]),
   /** Artifact file name, in the manifest's folder. */
   file: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, "a plain file name"),
   size: z.number().int().nonnegative(),

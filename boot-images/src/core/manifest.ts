@@ -20,12 +20,13 @@ export type ImageKind = "kernel" | "initrd" | "host-rootfs" | "guest-disk";
 /**
  * How the artifact's bytes are laid out:
  * - `bzImage`: a Linux kernel as the boot loader loads it;
- * - `cpio.zst`: a newc cpio archive compressed with zstd (an initramfs);
+ * - `cpio.zst`, `cpio.lz4`: a newc cpio archive compressed with zstd or legacy-frame lz4
+ *   (an initramfs);
  * - `ext4.gz`: a raw ext4 filesystem image compressed with gzip, to be streamed through a
  *   decompressor onto a partition and grown to fill it;
  * - `qcow2`: a qcow2 disk image (compressed clusters, no backing file).
  */
-export type ImageFormat = "bzImage" | "cpio.zst" | "ext4.gz" | "qcow2";
+export type ImageFormat = "bzImage" | "cpio.zst" | "cpio.lz4" | "ext4.gz" | "qcow2";
 
 export interface ImageManifest {
   readonly schema: typeof MANIFEST_SCHEMA;
@@ -49,7 +50,7 @@ export interface ImageManifest {
 }
 
 const KINDS: readonly ImageKind[] = ["kernel", "initrd", "host-rootfs", "guest-disk"];
-const FORMATS: readonly ImageFormat[] = ["bzImage", "cpio.zst", "ext4.gz", "qcow2"];
+const FORMATS: readonly ImageFormat[] = ["bzImage", "cpio.zst", "cpio.lz4", "ext4.gz", "qcow2"];
 
 export function manifestFileName(imageName: string): string {
   return `${imageName}${MANIFEST_SUFFIX}`;

@@ -42,7 +42,7 @@ export const GUEST_SPEC = {
   rootSlackMiB: 32,
   rootLabel: "weft-guest",
   bootLabel: "WEFTBOOT",
-  zstdLevel: 19,
+  compression: { kind: "zstd", level: 19 },
   files: ["guest/initramfs-init", "guest/inittab", "guest/rcS", "guest/syslinux.cfg", "common/udhcpc.script"],
 } as const;
 
@@ -84,7 +84,7 @@ export const guestRecipe: Recipe = {
             await t.copy(join(kernel.modulesDir, m), join("/lib/modules", kernel.release, m));
           await t.text("/etc/modules.order", `${mods.join("\n")}\n`);
           await t.busybox(run, spec.busybox);
-          await packInitramfs(run, t.root, initrd, spec.zstdLevel);
+          await packInitramfs(run, t.root, initrd, spec.compression);
         });
         const rootTree = new Tree(w("root"));
         await ctx.step("stage the root filesystem", async () => {

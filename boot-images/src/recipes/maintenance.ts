@@ -42,7 +42,8 @@ export const MAINTENANCE_SPEC = {
   data: ["/usr/lib/syslinux/mbr/gptmbr.bin", "/etc/mke2fs.conf"],
   links: { "/usr/sbin/mkfs.ext4": "mke2fs", "/usr/sbin/fsck.ext4": "e2fsck" },
   stripNode: true,
-  zstdLevel: 12,
+  // lz4 rather than zstd: 14 MiB larger, but unpacked about 3 s sooner under TCG.
+  compression: { kind: "lz4" },
   files: ["maintenance/init", "common/udhcpc.script"],
 } as const;
 
@@ -123,9 +124,9 @@ export const maintenanceRecipe: Recipe = {
             await tree.copy(join(kernel.modulesDir, m), join("/lib/modules", kernel.release, m));
           await tree.text("/etc/weft/modules.order", `${mods.join("\n")}\n`);
         });
-        const initrd = join(ctx.workDir, "initrd.cpio.zst");
-        await ctx.step("pack the initramfs (cpio + zstd)", () =>
-          packInitramfs(run, tree.root, initrd, spec.zstdLevel),
+        const initrd = join(ctx.workDir, "initrd.cpio.lz4");
+        await ctx.step("pack the initramfs (cpio + lz4)", () =>
+          packInitramfs(run, tree.root, initrd, spec.compression),
         );
         const vmlinuz = join(ctx.workDir, "vmlinuz");
         await ctx.step("copy the kernel", () => copyFile(kernel.vmlinuz, vmlinuz));
@@ -143,8 +144,8 @@ export const maintenanceRecipe: Recipe = {
             {
               name: "maintenance-initrd",
               kind: "initrd",
-              format: "cpio.zst",
-              extension: "cpio.zst",
+              format: "cpio.lz4",
+              extension: "cpio.lz4",
               path: initrd,
               details: { ...details, agentSha256: agent.sha256 },
             },
