@@ -385,7 +385,9 @@ export class GuestService {
         `role ${name}: ${left} guests could not be removed yet (${failed.map((f) => messageOf((f as PromiseRejectedResult).reason)).join("; ")}); the cleanup pass retries`,
       );
     }
-    await this.#db.role.delete({ where: { id: role.id } });
+    // The cleanup pass may have removed the emptied role meanwhile: then it recorded the event.
+    const gone = await this.#db.role.deleteMany({ where: { id: role.id } });
+    if (gone.count === 0) return;
     await this.#o.store.recordEvent({
       subjectType: "role",
       subjectId: role.id,
@@ -767,7 +769,7 @@ export class GuestService {
     // Roles whose deletion had to wait for a host.
     for (const role of await this.#db.role.findMany({ where: { state: "deleting" } })) {
       if ((await this.#db.guest.count({ where: { roleId: role.id } })) > 0) continue;
-      await this.#db.role.delete({ where: { id: role.id } });
+      if ((await this.#db.role.deleteMany({ where: { id: role.id } })).count === 0) continue;
       await this.#o.store.recordEvent({
         subjectType: "role",
         subjectId: role.id,
