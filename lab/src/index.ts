@@ -8,5 +8,6 @@ export * from "./lab.js";
 export * from "./procs.js";
 export * from "./register.js";
 export * from "./state.js";
+export * from "./timeline.js";
 export type { ControllerStart } from "./controller.js";
 export { startController, controllerArgs } from "./controller.js";

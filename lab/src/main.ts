@@ -10,6 +10,7 @@ import { realSystem } from "./exec.js";
 import { runConsole } from "./commands/console.js";
 import { runDown } from "./commands/down.js";
 import { runStatus } from "./commands/status.js";
+import { runTimeline } from "./commands/timeline.js";
 import { runUp } from "./commands/up.js";
 import type { AccelRequest } from "./accel.js";
 
@@ -100,6 +101,14 @@ program
   .option("--lines <n>", "console lines per server", int, 3)
   .action(async (o: { output: "table" | "json"; lines: number }) => {
     await runStatus(realSystem, labConfig(), o.output, o.lines);
+  });
+
+program
+  .command("timeline")
+  .description("each server's boot since its last power-on: DHCP, boot script, kernel, initrd, agent up")
+  .addOption(new Option("-o, --output <format>", "output format").choices(["table", "json"]).default("table"))
+  .action(async (o: { output: "table" | "json" }) => {
+    await runTimeline(labConfig(), o.output);
   });
 
 program

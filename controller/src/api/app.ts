@@ -35,7 +35,13 @@ export function createApp(ctx: ApiContext, guests: GuestService, boot: BootConfi
       ctx.metrics.httpRequests.inc({ method: req.method, route, status: String(res.statusCode) });
       ctx.metrics.httpDuration.observe({ method: req.method, route }, seconds);
       log.info(
-        { method: req.method, url: req.originalUrl, status: res.statusCode, ms: Math.round(seconds * 1000) },
+        {
+          method: req.method,
+          url: req.originalUrl,
+          status: res.statusCode,
+          ms: Math.round(seconds * 1000),
+          remote: req.socket.remoteAddress?.replace(/^::ffff:/, ""),
+        },
         "request",
       );
     });

@@ -171,6 +171,7 @@ async function powerAction(
   const driver = ctx.power.get(row.powerDriver);
   if (action === "status") return driver.status(row.powerParams);
   await driver[action](row.powerParams);
+  ctx.log.info({ machineId, machine: row.name, action, actor }, "power action");
   await ctx.store.recordEvent({
     subjectType: "machine",
     subjectId: machineId,
