@@ -1,8 +1,11 @@
 // Running controller commands asynchronously: one at a time in arrival order, each reporting
 // RUNNING (with stage and progress), then SUCCEEDED or FAILED with a {type, code, message,
 // details} error. Reports of one command leave strictly in order. A command that asks for a
-// reboot gets it only after its SUCCEEDED report went out (or definitively failed to).
+// reboot gets it only after its SUCCEEDED report went out (or definitively failed to). The
+// final report is what the controller's lifecycle waits on, so it is retried through a
+// controller restart (FINAL_REPORT_PATIENCE_MS) instead of being dropped after a few tries.
 import type { Command, CommandReport } from "@weft/wire";
+import type { Clock } from "./clock.js";
 import type { ControllerClient, ParsedCommand } from "./client.js";
 import type { CommandContext, CommandOutcome, ProgressUpdate } from "./context.js";
 import { AgentError, errorBody, isAgentError } from "./errors.js";
@@ -40,6 +43,9 @@ export interface CommandRunnerOptions {
   onFatal: (err: AgentError) => void;
 }
 
+/** Longer than a controller upgrade or crash-restart; shorter than its 30-minute deploy deadline. */
+export const FINAL_REPORT_PATIENCE_MS = 15 * 60_000;
+
 /** Serialises the reports of one command. */
 class ReportQueue {
   private tail: Promise<void> = Promise.resolve();
@@ -50,17 +56,29 @@ class ReportQueue {
     private readonly onFatal: (err: AgentError) => void,
   ) {}
 
-  push(report: CommandReport): Promise<void> {
+  /** With `final`, an undelivered report is tried again (backing off to 30 s) for `patienceMs`. */
+  push(report: CommandReport, final?: { clock: Clock; patienceMs: number }): Promise<void> {
     this.tail = this.tail.then(async () => {
-      try {
-        await this.client.report(this.id, report);
-      } catch (err) {
-        if (isAgentError(err) && err.type === "unauthorized") this.onFatal(err);
-        this.log.warn("command report not delivered", {
-          state: report.state,
-          stage: report.stage,
-          error: (err as Error).message,
-        });
+      const start = final?.clock.now() ?? 0;
+      for (let n = 1; ; n++) {
+        try {
+          await this.client.report(this.id, report);
+          return;
+        } catch (err) {
+          const fatal = isAgentError(err) && err.type === "unauthorized";
+          if (fatal) this.onFatal(err);
+          const again = !fatal && final !== undefined && final.clock.now() - start < final.patienceMs;
+          this.log.warn(
+            again ? "command report not delivered; trying again" : "command report not delivered",
+            {
+              state: report.state,
+              stage: report.stage,
+              error: (err as Error).message,
+            },
+          );
+          if (!again) return;
+          await final.clock.sleep(Math.min(30_000, 1000 * 2 ** Math.min(n, 5)));
+        }
       }
     });
     return this.tail;
@@ -133,6 +151,7 @@ export class CommandRunner {
     const { client, log, onFatal } = this.opts;
     const clog = log.child({ command: command.id, kind: command.kind });
     const reports = new ReportQueue(client, command.id, clog, onFatal);
+    const final = { clock: this.opts.context.clock, patienceMs: FINAL_REPORT_PATIENCE_MS };
     let lastProgress = 0;
     const progress = (u: ProgressUpdate): void => {
       const p = u.progress === undefined ? undefined : Math.min(1, Math.max(lastProgress, u.progress));
@@ -160,12 +179,12 @@ export class CommandRunner {
     } catch (err) {
       const body = errorBody(err);
       clog.error("command failed", { code: body.code, error: body.message });
-      await reports.push({ state: "FAILED", message: body.message.slice(0, 2000), error: body });
+      await reports.push({ state: "FAILED", message: body.message.slice(0, 2000), error: body }, final);
       this.running.delete(command.id);
       return;
     }
     clog.info("command succeeded", { msg: outcome.message });
-    await reports.push({ state: "SUCCEEDED", progress: 1, message: outcome.message.slice(0, 2000) });
+    await reports.push({ state: "SUCCEEDED", progress: 1, message: outcome.message.slice(0, 2000) }, final);
     this.running.delete(command.id);
     if (outcome.then === "reboot") {
       clog.info("rebooting");

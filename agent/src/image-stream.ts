@@ -77,7 +77,9 @@ export async function streamImage(opts: StreamImageOptions): Promise<StreamResul
   const fetch = opts.fetch ?? globalThis.fetch;
   const clock = opts.clock ?? systemClock;
   const log = opts.log ?? silentLogger;
-  const maxFailures = opts.maxFailuresWithoutProgress ?? 6;
+  // 1 + 2 + ... + 10 s, then every 10 s: about four minutes without a byte before giving up,
+  // enough for the controller serving the image to be restarted.
+  const maxFailures = opts.maxFailuresWithoutProgress ?? 30;
   const retryDelayMs = opts.retryDelayMs ?? 1000;
   const stallTimeoutMs = opts.stallTimeoutMs ?? 60_000;
   const capacity = opts.capacity ?? null;
@@ -222,7 +224,7 @@ export async function streamImage(opts: StreamImageOptions): Promise<StreamResul
             error: err.message,
             attempt: failures,
           });
-          await clock.sleep(retryDelayMs * failures);
+          await clock.sleep(retryDelayMs * Math.min(failures, 10));
         }
       }
     } finally {

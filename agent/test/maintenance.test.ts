@@ -100,6 +100,30 @@ describe("maintenance mode against a fake controller", { timeout: 30_000 }, () =
     expect(env.log.lines[0]).toBe("weft-agent: collecting inventory");
   });
 
+  it("keeps its SUCCEEDED report until a restarting controller takes it, and only then reboots", async () => {
+    env = await installEnv({ imageHas: "kernel" });
+    img = await serveImage(env.gz);
+    const install = { id: "cmd-2", kind: "install-host", params: env.params(img.url) };
+    // Each report call tries twice (deps' retry policy): of five refusals, two calls fail outright
+    // and the third gets through on its second try.
+    ctl = await fakeController({ nonce: NONCE, script: [[install]], unavailableFinalReports: 5 });
+    const stop = new AbortController();
+    let reportsAtReboot: string[] = [];
+    const d = deps(env, ctl, {
+      signal: stop.signal,
+      reboot: () => {
+        reportsAtReboot = ctl?.reports.map((r) => r.report.state) ?? [];
+        stop.abort();
+        return Promise.resolve();
+      },
+    });
+    await runMaintenance(d);
+    expect(reportsAtReboot.at(-1)).toBe("SUCCEEDED");
+    expect(
+      env.log.lines.filter((l) => l.includes("command report not delivered; trying again")),
+    ).toHaveLength(2);
+  });
+
   it("reports FAILED with the error body for a command it cannot run, and does not reboot", async () => {
     env = await installEnv({ imageHas: "kernel" });
     img = await serveImage(env.gz);

@@ -20,6 +20,8 @@ export interface FakeControllerOptions {
   intervalSeconds?: number;
   /** Refuse every token (as if the machine was deleted). */
   refuseTokens?: boolean;
+  /** Answer this many SUCCEEDED/FAILED reports with 503 first (a controller restarting). */
+  unavailableFinalReports?: number;
 }
 
 export interface FakeController {
@@ -36,6 +38,7 @@ export async function fakeController(opts: FakeControllerOptions): Promise<FakeC
   const token = opts.token ?? "tok-abc";
   const script = [...(opts.script ?? [])];
   let nonceUsed = false;
+  let unavailable = opts.unavailableFinalReports ?? 0;
   const state: Omit<FakeController, "url" | "close"> = {
     enlists: [],
     heartbeats: [],
@@ -93,6 +96,10 @@ export async function fakeController(opts: FakeControllerOptions): Promise<FakeC
       if (m) {
         const r = CommandReport.safeParse(body);
         if (!r.success) return fail(res, 400, "invalid_request", "INVALID_BODY", r.error.message);
+        if (r.data.state !== "RUNNING" && unavailable > 0) {
+          unavailable--;
+          return fail(res, 503, "unavailable", "STARTING", "controller starting");
+        }
         state.reports.push({ id: decodeURIComponent(m[1] ?? ""), report: r.data });
         return send(res, 200, {});
       }
