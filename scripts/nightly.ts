@@ -15,6 +15,9 @@ import type { EventView, MachineView } from "@weft/wire";
 import { labClient, root, run, serverNames, waitForState } from "./lib/flow.js";
 import { checkRole, type RoleReport } from "./lib/guests.js";
 import { labPaths } from "../lab/src/config.js";
+import { isRunning } from "../lab/src/procs.js";
+import { readState } from "../lab/src/state.js";
+import { bootTimelines, formatTimelines, type BootTimeline } from "../lab/src/timeline.js";
 const { values: args } = parseArgs({
   options: {
     servers: { type: "string", default: "1" },
@@ -29,6 +32,8 @@ const { values: args } = parseArgs({
     memory: { type: "string", default: "2560" },
     "skip-role": { type: "boolean", default: false },
     "skip-release": { type: "boolean", default: false },
+    /** Leave the controller alone during the install (by default it is killed and restarted). */
+    "skip-controller-kill": { type: "boolean", default: false },
   },
 });
 const servers = Number(args.servers);
@@ -58,6 +63,9 @@ const report = {
   >,
   targets: {} as Record<string, { target: number; measured: number | null; met: boolean | null }>,
   keptLogs: null as string | null,
+  faults: {} as { controllerKilled?: { machine: string; atProgress: number; downSeconds: number } },
+  /** Each server's first boot into the maintenance OS, from the controller's log. */
+  boot: [] as BootTimeline[],
   guests: null as RoleReport | null,
 };
 
@@ -74,6 +82,44 @@ const names = serverNames(servers);
 const client = () => labClient(stateDir);
 const waitFor = (wanted: string[], state: string, what: string) =>
   waitForState(client(), wanted, state, what, stageTimeoutMs, { onReached: (n) => log(`${n} is ${state}`) });
+
+/**
+ * The fault a durable job must survive: once `name` is writing its image, the controller is
+ * killed outright (SIGKILL, no shutdown) and started again by `weft-lab up`, which repairs the
+ * lab. The agent's image download, progress reports and final report meet a dead controller
+ * for a while; the install must still complete.
+ */
+async function killControllerMidInstall(name: string, job: string): Promise<void> {
+  let progress = 0;
+  for (;;) {
+    const j = await client().get<{ progress: number; state: string }>(`/v1/jobs/${job}`);
+    progress = j.progress;
+    if (progress >= 0.3) break;
+    if (j.state !== "RUNNING" && j.state !== "PENDING") throw new Error(`${name}: job ${job} is ${j.state}`);
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  const rec = readState(labPaths(stateDir).state)?.processes["controller"];
+  if (!rec) throw new Error("the lab has no controller process on record");
+  process.kill(rec.pid, "SIGKILL");
+  const killedAt = Date.now();
+  while (isRunning(rec)) await new Promise((r) => setTimeout(r, 200));
+  log(
+    `killed the controller (pid ${rec.pid}) while ${name} was writing its image (${Math.round(progress * 100)} %)`,
+  );
+  await new Promise((r) => setTimeout(r, 5000));
+  await run(process.execPath, [
+    "lab/dist/main.js",
+    ...labArgs,
+    "up",
+    "--servers",
+    String(servers),
+    "--memory",
+    args.memory,
+  ]);
+  const down = (Date.now() - killedAt) / 1000;
+  log(`controller restarted after ${down.toFixed(1)} s down`);
+  report.faults.controllerKilled = { machine: name, atProgress: progress, downSeconds: down };
+}
 
 /** Per machine: seconds from its power-on to each state it reached (from the events). */
 async function collectTimings(): Promise<void> {
@@ -129,9 +175,17 @@ async function main(): Promise<void> {
     for (const n of names) await client().request("POST", `/v1/machines/${n}/power`, { action: "on" });
   });
   await step("enlist", () => waitFor(names, "ready", "enlisting"));
+  report.boot = bootTimelines(fs.readFileSync(labPaths(stateDir).controllerLog, "utf8"), t0);
+  log(`boot timeline (seconds after power-on):\n${formatTimelines(report.boot)}`);
   await step("deploy", async () => {
-    for (const n of names)
-      await client().request("POST", `/v1/machines/${n}/deploy`, { image: "host-bookworm" });
+    const jobs: string[] = [];
+    for (const n of names) {
+      const r = await client().request<{ job: string }>("POST", `/v1/machines/${n}/deploy`, {
+        image: "host-bookworm",
+      });
+      jobs.push(r.job);
+    }
+    if (!args["skip-controller-kill"]) await killControllerMidInstall(names[0]!, jobs[0]!);
     await waitFor(names, "host-ready", "deploying");
   });
   await step("check libvirt", async () => {
@@ -205,6 +259,16 @@ if (!Number.isNaN(target)) {
     target,
     measured: Number.isNaN(worst) ? null : worst,
     met: Number.isNaN(worst) ? null : worst <= target,
+  };
+}
+const agentUp = report.boot.map((b) => b.stages["agent-up"] ?? NaN);
+const agentTarget = servers === 1 ? 15 : servers <= 4 ? 25 : NaN;
+if (!Number.isNaN(agentTarget) && agentUp.length > 0) {
+  const w = Math.max(...agentUp);
+  report.targets[`power-on→maintenance agent up (${servers} server${servers > 1 ? "s" : ""})`] = {
+    target: agentTarget,
+    measured: Number.isNaN(w) ? null : w,
+    met: Number.isNaN(w) ? null : w <= agentTarget,
   };
 }
 const g = report.guests;
