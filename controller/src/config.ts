@@ -11,6 +11,33 @@ const hostPort = z
   .regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, "expected HOST:PORT")
   .refine((s) => Number(s.slice(s.lastIndexOf(":") + 1)) <= 65535, "port out of range");
 
+/** The states a machine waits in, each with a deadline (machines/states.ts). */
+const WAITING_STATES = ["enlisting", "deploying", "rebooting", "releasing"] as const;
+
+/** `rebooting=900,deploying=2400` (flag or environment) or a mapping (config file). */
+const stateTimeouts = z.preprocess(
+  (v) =>
+    typeof v === "string"
+      ? Object.fromEntries(
+          v
+            .split(",")
+            .filter((p) => p.trim() !== "")
+            .map((p) => {
+              const i = p.indexOf("=");
+              return i < 0 ? [p.trim(), ""] : [p.slice(0, i).trim(), p.slice(i + 1).trim()];
+            }),
+        )
+      : v,
+  z.partialRecord(
+    z.enum(WAITING_STATES),
+    z.coerce
+      .number()
+      .int()
+      .min(1)
+      .max(7 * 86400),
+  ),
+);
+
 export const ConfigSchema = z
   .object({
     dataDir: z.string().min(1).default("/var/lib/weft"),
@@ -49,6 +76,8 @@ export const ConfigSchema = z
     tftpPort: z.coerce.number().int().min(0).max(65535).default(69),
     /** Kernel arguments for the maintenance OS besides Weft's own. */
     maintenanceCmdline: z.string().default("console=ttyS0,115200 quiet"),
+    /** Seconds a machine may wait in a state before it fails, overriding the defaults. */
+    stateTimeouts: stateTimeouts.default({}),
   })
   .strict();
 
@@ -81,6 +110,7 @@ const envNames: Record<string, keyof z.infer<typeof ConfigSchema>> = {
   WEFT_DHCP_LEASE_SECONDS: "dhcpLeaseSeconds",
   WEFT_DHCP_PORT: "dhcpPort",
   WEFT_TFTP_PORT: "tftpPort",
+  WEFT_STATE_TIMEOUTS: "stateTimeouts",
 };
 
 export function readConfigFile(file: string): Record<string, unknown> {

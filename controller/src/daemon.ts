@@ -53,7 +53,7 @@ export async function startDaemon(config: Config, log: Logger, opts: DaemonOptio
       await ensureAdminToken(db, store, config.tokenFile, log);
     }
 
-    const lifecycle = new Lifecycle(db, store, log);
+    const lifecycle = new Lifecycle(db, store, log, undefined, config.stateTimeouts);
     const abort = new AbortController();
     const images = new Images(db, store, config.imagesDir);
     const guests = createGuestSubsystem({ db, store, images, log, dataDir: config.dataDir });

@@ -29,6 +29,10 @@ const program = new Command("weft-controller")
   .option("--dhcp-range <first-last>", "dynamic pool (env WEFT_DHCP_RANGE)")
   .option("--dhcp-router <ip>", "router handed to clients (env WEFT_DHCP_ROUTER)")
   .option("--tftp-port <port>", "TFTP port (env WEFT_TFTP_PORT; default 69)")
+  .option(
+    "--state-timeouts <state=seconds,...>",
+    "deadlines of the waiting states, e.g. rebooting=900 (env WEFT_STATE_TIMEOUTS)",
+  )
   .option("--rotate-admin-token", "replace the admin token (the old one stops working) and write the new one")
   .showHelpAfterError();
 
@@ -55,6 +59,7 @@ async function main(): Promise<void> {
         dhcpRange: o["dhcpRange"],
         dhcpRouter: o["dhcpRouter"],
         tftpPort: o["tftpPort"],
+        stateTimeouts: o["stateTimeouts"],
       },
     });
   } catch (err) {

@@ -44,6 +44,9 @@ describe("configuration precedence", () => {
     ["a bad log level", { env: { WEFT_LOG_LEVEL: "loud" } }, "CONFIG_INVALID"],
     ["a file that is not a mapping", { file: "- a\n- b\n" }, "CONFIG_SYNTAX"],
     ["a file with bad YAML", { file: "a: [\n" }, "CONFIG_SYNTAX"],
+    ["a deadline for a state that has none", { flags: { stateTimeouts: "ready=60" } }, "CONFIG_INVALID"],
+    ["a deadline that is not a number", { env: { WEFT_STATE_TIMEOUTS: "rebooting=soon" } }, "CONFIG_INVALID"],
+    ["a zero deadline", { file: "stateTimeouts:\n  deploying: 0\n" }, "CONFIG_INVALID"],
   ])("refuses %s", (_name, input, code) => {
     const run = () =>
       loadConfig({
@@ -60,6 +63,19 @@ describe("configuration precedence", () => {
     } catch (e) {
       expect((e as WeftError).code).toBe(code);
     }
+  });
+
+  it("reads state deadlines from a flag, the environment or the file", () => {
+    expect(loadConfig({ flags: {}, env: {} }).stateTimeouts).toEqual({});
+    expect(
+      loadConfig({ flags: { stateTimeouts: "rebooting=900, deploying=2400" }, env: {} }).stateTimeouts,
+    ).toEqual({ rebooting: 900, deploying: 2400 });
+    expect(loadConfig({ flags: {}, env: { WEFT_STATE_TIMEOUTS: "enlisting=30" } }).stateTimeouts).toEqual({
+      enlisting: 30,
+    });
+    expect(
+      loadConfig({ flags: {}, env: {}, file: file("stateTimeouts:\n  releasing: 90\n") }).stateTimeouts,
+    ).toEqual({ releasing: 90 });
   });
 
   it("refuses a config file that does not exist", () => {

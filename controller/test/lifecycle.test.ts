@@ -113,6 +113,37 @@ describe("Lifecycle", () => {
     expect((await db.machine.findUniqueOrThrow({ where: { id: resting } })).provisionState).toBe("ready");
   });
 
+  it("takes an operator's deadline over the default, for waiting states only", async () => {
+    const short = new Lifecycle(
+      db,
+      new Store(db),
+      pino({ level: "silent" }),
+      { now: () => now },
+      {
+        enlisting: 30,
+        ready: 5,
+      },
+    );
+    const id = await make("discovered");
+    await short.fire(id, "boot", { actor: "t" });
+    expect((await db.machine.findUniqueOrThrow({ where: { id } })).deadlineAt?.getTime()).toBe(
+      now.getTime() + 30_000,
+    );
+    now = new Date(now.getTime() + 31_000);
+    await short.sweepTimeouts();
+    expect(await db.machine.findUniqueOrThrow({ where: { id } })).toMatchObject({
+      provisionState: "failed",
+      lastError: expect.stringMatching(/no progress in enlisting for 30 s/) as unknown,
+    });
+    // ready rests: no deadline, whatever the configuration says.
+    const r = await make("enlisting");
+    await short.fire(r, "enlisted", { actor: "t" });
+    expect(await db.machine.findUniqueOrThrow({ where: { id: r } })).toMatchObject({
+      provisionState: "ready",
+      deadlineAt: null,
+    });
+  });
+
   it("clears last_error when an operator retries", async () => {
     const id = await make("deploying");
     await lc.fire(id, "fail", { actor: "t", reason: "disk gone" });

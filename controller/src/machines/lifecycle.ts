@@ -33,7 +33,14 @@ export class Lifecycle {
     private readonly store: Store,
     private readonly log: Logger,
     private readonly clock: Clock = systemClock,
+    /** Deadlines that override STATES' defaults (operator configuration). */
+    private readonly timeouts: Partial<Record<MachineState, number>> = {},
   ) {}
+
+  private timeoutFor(state: MachineState): number | null {
+    const base = STATES[state].timeoutSeconds;
+    return base === null ? null : (this.timeouts[state] ?? base);
+  }
 
   /** Runs fn with the machine's lock held (in this process; the database arbitrates across). */
   async withLock<T>(machineId: string, fn: () => Promise<T>): Promise<T> {
@@ -65,7 +72,7 @@ export class Lifecycle {
     }
     const to = edge.to;
     const now = this.clock.now();
-    const timeout = STATES[to].timeoutSeconds;
+    const timeout = this.timeoutFor(to);
     const failing = to === "failed";
     const event = await this.db.$transaction(async (tx) => {
       const moved = await tx.machine.updateMany({
@@ -113,7 +120,7 @@ export class Lifecycle {
     });
     let n = 0;
     for (const m of late) {
-      const limit = STATES[m.provisionState as MachineState]?.timeoutSeconds;
+      const limit = m.provisionState in STATES ? this.timeoutFor(m.provisionState as MachineState) : null;
       try {
         await this.fire(m.id, "timeout", {
           actor: "controller",
