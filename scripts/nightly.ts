@@ -95,7 +95,7 @@ async function killControllerMidInstall(name: string, job: string): Promise<void
     const j = await client().get<{ progress: number; state: string }>(`/v1/jobs/${job}`);
     progress = j.progress;
     if (progress >= 0.3) break;
-    if (j.state !== "RUNNING" && j.state !== "PENDING") throw new Error(`${name}: job ${job} is ${j.state}`);
+    if (j.state !== "running" && j.state !== "pending") throw new Error(`${name}: job ${job} is ${j.state}`);
     await new Promise((r) => setTimeout(r, 1000));
   }
   const rec = readState(labPaths(stateDir).state)?.processes["controller"];
