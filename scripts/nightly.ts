@@ -12,7 +12,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import type { EventView, MachineView } from "@weft/wire";
-import { labClient, root, run, serverNames, waitForState } from "./lib/flow.js";
+import { labClient, labUp, root, run, serverNames, waitForState } from "./lib/flow.js";
 import { checkRole, type RoleReport } from "./lib/guests.js";
 import { labPaths } from "../lab/src/config.js";
 import { isRunning } from "../lab/src/procs.js";
@@ -107,15 +107,7 @@ async function killControllerMidInstall(name: string, job: string): Promise<void
     `killed the controller (pid ${rec.pid}) while ${name} was writing its image (${Math.round(progress * 100)} %)`,
   );
   await new Promise((r) => setTimeout(r, 5000));
-  await run(process.execPath, [
-    "lab/dist/main.js",
-    ...labArgs,
-    "up",
-    "--servers",
-    String(servers),
-    "--memory",
-    args.memory,
-  ]);
+  await labUp(labArgs, servers, args.memory);
   const down = (Date.now() - killedAt) / 1000;
   log(`controller restarted after ${down.toFixed(1)} s down`);
   report.faults.controllerKilled = { machine: name, atProgress: progress, downSeconds: down };
@@ -149,17 +141,7 @@ async function collectTimings(): Promise<void> {
 
 async function main(): Promise<void> {
   await step("build images", () => run(process.execPath, ["boot-images/dist/main.js", "build"]));
-  await step("lab up", () =>
-    run(process.execPath, [
-      "lab/dist/main.js",
-      ...labArgs,
-      "up",
-      "--servers",
-      String(servers),
-      "--memory",
-      args.memory,
-    ]),
-  );
+  await step("lab up", () => labUp(labArgs, servers, args.memory));
   await step("import images", () =>
     run(process.execPath, [
       "controller/dist/cli/main.js",

@@ -20,6 +20,19 @@ export function run(cmd: string, argv: string[]): Promise<void> {
   });
 }
 
+/** `weft-lab up` with these global flags: builds the lab, or repairs what is missing of it. */
+export function labUp(labArgs: string[], servers: number, memoryMiB: string): Promise<void> {
+  return run(process.execPath, [
+    "lab/dist/main.js",
+    ...labArgs,
+    "up",
+    "--servers",
+    String(servers),
+    "--memory",
+    memoryMiB,
+  ]);
+}
+
 /** The controller of the lab in `stateDir`, through its unix socket. */
 export function labClient(stateDir: string): Client {
   const p = labPaths(stateDir);

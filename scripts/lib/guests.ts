@@ -8,38 +8,10 @@
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import type { Client } from "../../controller/src/cli/client.js";
+import type { EventView } from "@weft/wire";
+import type { GuestView, HostView, RoleView } from "../../controller/src/guests/service.js";
 
 const pexec = promisify(execFile);
-
-interface HostView {
-  id: string;
-  name: string;
-  address: string | null;
-  state: string;
-  kvm: boolean;
-  cpus: number;
-  cpuMhz: number;
-}
-interface GuestView {
-  name: string;
-  host: string | null;
-  state: string;
-  dip: string | null;
-  lastError: string | null;
-  memoryMiB: number;
-  cpuMhz: number;
-}
-interface RoleView {
-  name: string;
-  vip: string | null;
-}
-interface EventRow {
-  at: string;
-  toState: string | null;
-  message: string;
-  subjectId: string | null;
-  data: unknown;
-}
 
 export interface RoleCheckOptions {
   client: Client;
@@ -157,7 +129,7 @@ export async function checkRole(o: RoleCheckOptions): Promise<RoleReport> {
   const cpuMhz = Math.max(100, Math.floor(clock * cpuShare));
   const hostCaps = new Map<string, boolean | null>();
   for (const h of hosts) {
-    const m = await c.get<{ events: EventRow[] }>(`/v1/machines/${h.name}`);
+    const m = await c.get<{ events: EventView[] }>(`/v1/machines/${h.name}`);
     const reg = m.events.filter((e) => e.toState === "host-ready").at(-1);
     const g = (reg?.data as { guests?: { bandwidth?: boolean } } | null)?.guests;
     hostCaps.set(h.name, g?.bandwidth ?? null);
@@ -208,7 +180,7 @@ export async function checkRole(o: RoleCheckOptions): Promise<RoleReport> {
     if (Date.now() > deadline) throw new Error(`guests not running after ${timeoutMs / 1000} s`);
     await sleep(250);
   }
-  const ev = await c.get<{ items: EventRow[] }>(`/v1/events?subjectType=guest&limit=1000`);
+  const ev = await c.get<{ items: EventView[] }>(`/v1/events?subjectType=guest&limit=1000`);
   for (const e of ev.items) {
     const m = /^guest (\S+) running/.exec(e.message);
     const t = m ? timings.get(m[1]!) : undefined;
@@ -310,7 +282,7 @@ export async function checkRole(o: RoleCheckOptions): Promise<RoleReport> {
     if (Date.now() > deadline) throw new Error(`${cached.name} never answered on the VIP`);
     await sleep(250);
   }
-  const evs = await c.get<{ items: EventRow[] }>(`/v1/events?subjectType=guest&limit=1000`);
+  const evs = await c.get<{ items: EventView[] }>(`/v1/events?subjectType=guest&limit=1000`);
   // The new guest may reuse the deleted one's name: its own event is the latest.
   const ran = evs.items.filter((e) => e.message.startsWith(`guest ${cached.name} running`)).at(-1);
   const rd = ran?.data as { createMs?: number; steps?: Record<string, number> } | null | undefined;
