@@ -244,6 +244,23 @@ export async function checkRole(o: RoleCheckOptions): Promise<RoleReport> {
   for (let i = 0; i < 6; i++) answers.push((await curl(o.netns, url)) ?? "(no answer)");
   log(`after deleting ${victim}: ${answers.join(" ")}`);
 
+  // Under nested emulation a guest held to its CPU share cannot send at the network cap (with
+  // the network uncapped, 2.9 Mbit/s out at 40 % of a core against 38.6 at a full core), so
+  // the measurement lifts the survivor's CPU quota: what is measured is the network cap alone.
+  const survivor = [...timings.values()][0];
+  if (survivor) {
+    const uri = `qemu+tls://${addressOf(survivor.host)}/system?pkipath=${o.pkiClientDir}`;
+    await inNs(o.netns, "virsh", [
+      "-c",
+      uri,
+      "-q",
+      "schedinfo",
+      `weft-${survivor.name}`,
+      "--live",
+      "--set",
+      "vcpu_quota=-1",
+    ]).catch((err: Error) => log(`could not lift ${survivor.name}'s CPU quota: ${err.message}`));
+  }
   const inMbit = await iperf(o.netns, vip, false);
   const outMbit = await iperf(o.netns, vip, true);
   log(
