@@ -138,8 +138,33 @@ export interface HostDeps {
   reboot?: () => Promise<void>;
 }
 
+/** A host command's outcome as its final report. */
+function outcomeReport(stage: string, outcome: Promise<string>): Promise<CommandReport> {
+  return outcome.then(
+    (message): CommandReport => ({ state: "SUCCEEDED", progress: 1, stage, message }),
+    (err: unknown): CommandReport => ({
+      state: "FAILED",
+      message: (err as Error).message.slice(0, 2000),
+      error: isAgentError(err)
+        ? err.toBody()
+        : { type: "internal", code: "HOST_COMMAND_FAILED", message: String(err) },
+    }),
+  );
+}
+
 export async function runHost(deps: HostDeps): Promise<void> {
   const { client, log, clock } = deps;
+  // The client already retried; a report still undelivered is said, not dropped silently.
+  const report = (id: string, r: CommandReport): Promise<void> =>
+    client
+      .report(id, r)
+      .catch((err: unknown) =>
+        log.warn("command report not delivered", {
+          command: id,
+          state: r.state,
+          error: (err as Error).message,
+        }),
+      );
   client.setToken(deps.config.token);
   const reg = await deps.registration();
   log.info("capacity", {
@@ -188,17 +213,8 @@ export async function runHost(deps: HostDeps): Promise<void> {
         if ((kind === "wipe" || kind === "reboot") && deps.leave) {
           // A release (wipe) cannot wipe the disk the host runs from: it makes the disk
           // unbootable so that the machine falls through to PXE, and the maintenance OS wipes it.
-          const r = await deps.leave(kind).then(
-            (message): CommandReport => ({ state: "SUCCEEDED", progress: 1, stage: kind, message }),
-            (err: unknown): CommandReport => ({
-              state: "FAILED",
-              message: (err as Error).message,
-              error: isAgentError(err)
-                ? err.toBody()
-                : { type: "internal", code: "HOST_COMMAND_FAILED", message: String(err) },
-            }),
-          );
-          await client.report(id, r).catch(() => undefined);
+          const r = await outcomeReport(kind, deps.leave(kind));
+          await report(id, r);
           if (r.state === "SUCCEEDED") {
             log.info("leaving the host OS", { command: id, kind });
             await deps.reboot?.();
@@ -207,23 +223,9 @@ export async function runHost(deps: HostDeps): Promise<void> {
           continue;
         }
         if (c.ok && c.command.kind === "guest-network" && deps.guestNetwork) {
-          const r = await deps.guestNetwork(c.command.params).then(
-            (message): CommandReport => ({
-              state: "SUCCEEDED",
-              progress: 1,
-              stage: "guest-network",
-              message,
-            }),
-            (err: unknown): CommandReport => ({
-              state: "FAILED",
-              message: (err as Error).message.slice(0, 2000),
-              error: isAgentError(err)
-                ? err.toBody()
-                : { type: "internal", code: "HOST_COMMAND_FAILED", message: String(err) },
-            }),
-          );
+          const r = await outcomeReport("guest-network", deps.guestNetwork(c.command.params));
           log.info("guest-network", { command: id, state: r.state, message: r.message });
-          await client.report(id, r).catch(() => undefined);
+          await report(id, r);
           continue;
         }
         const err = new AgentError(
@@ -231,9 +233,7 @@ export async function runHost(deps: HostDeps): Promise<void> {
           "COMMAND_UNSUPPORTED_IN_HOST_MODE",
           `host mode does not run ${kind ?? "this command"}`,
         );
-        await client
-          .report(id, { state: "FAILED", message: err.message, error: err.toBody() })
-          .catch(() => undefined);
+        await report(id, { state: "FAILED", message: err.message, error: err.toBody() });
       }
     } catch (err) {
       if (isAgentError(err) && err.type === "unauthorized") throw refused(err);

@@ -42,7 +42,8 @@ export const MAINTENANCE_SPEC = {
   data: ["/usr/lib/syslinux/mbr/gptmbr.bin", "/etc/mke2fs.conf"],
   links: { "/usr/sbin/mkfs.ext4": "mke2fs", "/usr/sbin/fsck.ext4": "e2fsck" },
   stripNode: true,
-  // lz4 rather than zstd: 14 MiB larger, but unpacked about 3 s sooner under TCG.
+  // lz4 rather than zstd: about 12 MiB larger (49.0 against 36.6 MiB), but unpacked about 3 s
+  // sooner under TCG.
   compression: { kind: "lz4" },
   files: ["maintenance/init", "common/udhcpc.script"],
 } as const;
