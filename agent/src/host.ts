@@ -156,15 +156,13 @@ export async function runHost(deps: HostDeps): Promise<void> {
   const { client, log, clock } = deps;
   // The client already retried; a report still undelivered is said, not dropped silently.
   const report = (id: string, r: CommandReport): Promise<void> =>
-    client
-      .report(id, r)
-      .catch((err: unknown) =>
-        log.warn("command report not delivered", {
-          command: id,
-          state: r.state,
-          error: (err as Error).message,
-        }),
-      );
+    client.report(id, r).catch((err: unknown) =>
+      log.warn("command report not delivered", {
+        command: id,
+        state: r.state,
+        error: (err as Error).message,
+      }),
+    );
   client.setToken(deps.config.token);
   const reg = await deps.registration();
   log.info("capacity", {
