@@ -1,46 +1,84 @@
 // Weft's main job on its embedded defaults, for `npm start`: build the images (cached), bring
-// up the lab, power on its servers, let them enlist, deploy the host image, and print what an
-// operator needs. A second run reuses the images and a running lab, and says so.
+// up the lab, power on its servers, let them enlist, deploy the host image, create a demo role
+// of two guests behind a VIP, and print what an operator needs. A second run reuses the
+// images, a running lab, installed hosts and the role, and says so.
 //
-//   npm start -- [--servers N]
+//   npm start -- [--servers N] [--role NAME] [--instances N]
 import fs from "node:fs";
+import path from "node:path";
 import { parseArgs } from "node:util";
 import type { MachineView } from "@weft/wire";
-import { DEFAULT_STATE_DIR, labPaths } from "../lab/src/config.js";
-import { labClient, run, serverNames, waitForState } from "./lib/flow.js";
+import type { GuestView, HostView } from "../controller/src/guests/service.js";
+import { DEFAULT_CONFIG, DEFAULT_STATE_DIR, labPaths } from "../lab/src/config.js";
+import { labClient, labUp, root, run, serverNames, waitForState } from "./lib/flow.js";
+import { curl, deployRole } from "./lib/guests.js";
 
 const { values: args } = parseArgs({
-  options: { servers: { type: "string", default: "2" }, image: { type: "string", default: "host-bookworm" } },
+  options: {
+    servers: { type: "string", default: "2" },
+    image: { type: "string", default: "host-bookworm" },
+    role: { type: "string", default: "demo" },
+    instances: { type: "string", default: "2" },
+    // Room for the demo's guests beside the host's own reserve (1 GiB in placement).
+    memory: { type: "string", default: "2560" },
+  },
 });
 const servers = Number(args.servers);
 if (!Number.isInteger(servers) || servers < 1 || servers > 6) throw new Error("--servers takes 1 to 6");
+const instances = Number(args.instances);
+if (!Number.isInteger(instances) || instances < 1 || instances > 8)
+  throw new Error("--instances takes 1 to 8");
 const live = process.stdout.isTTY === true && process.env["CI"] !== "true";
 const t0 = Date.now();
 const elapsed = (since = t0) => `${((Date.now() - since) / 1000).toFixed(0)}s`;
-const say = (msg: string) => console.log(`[weft +${elapsed()}] ${msg}`);
+const say = (msg: string) => {
+  clearBoard();
+  console.log(`[weft +${elapsed()}] ${msg}`);
+};
 const names = serverNames(servers);
 const stateDir = DEFAULT_STATE_DIR;
+const netns = DEFAULT_CONFIG.netns;
+const TIMEOUT = 40 * 60_000;
 
-const since = new Map<string, { state: string; at: number }>();
+// Live progress: one line per server or guest with its stage and the time spent in it, redrawn
+// in place on a terminal; with CI=true or no terminal, one plain line per stage change.
+const since = new Map<string, { stage: string; at: number }>();
 let drawn = 0;
-/** One line per server: its state and how long it has been in it. Redrawn on a terminal. */
-function progress(items: MachineView[]): void {
+function clearBoard(): void {
+  if (live && drawn) process.stdout.write(`\x1b[${drawn}A\x1b[0J`);
+  drawn = 0;
+}
+function board(rows: { name: string; stage: string; detail?: string }[]): void {
   const lines: string[] = [];
-  for (const n of names) {
-    const m = items.find((x) => x.name === n);
-    const state = m?.state ?? "unknown";
-    const prev = since.get(n);
-    if (!prev || prev.state !== state) {
-      since.set(n, { state, at: Date.now() });
-      if (!live) say(`${n}: ${prev ? `${prev.state} -> ` : ""}${state}`);
+  for (const r of rows) {
+    const prev = since.get(r.name);
+    if (!prev || prev.stage !== r.stage) {
+      since.set(r.name, { stage: r.stage, at: Date.now() });
+      if (!live)
+        say(`${r.name}: ${prev ? `${prev.stage} -> ` : ""}${r.stage}${r.detail ? ` (${r.detail})` : ""}`);
     }
-    lines.push(`  ${n.padEnd(6)} ${state.padEnd(12)} ${elapsed(since.get(n)!.at).padStart(5)}`);
+    const at = since.get(r.name)!.at;
+    lines.push(`  ${r.name.padEnd(12)} ${r.stage.padEnd(12)} ${elapsed(at).padStart(5)}  ${r.detail ?? ""}`);
   }
   if (!live) return;
-  if (drawn) process.stdout.write(`\x1b[${drawn}A`);
-  process.stdout.write(lines.map((l) => `\x1b[2K${l}\n`).join(""));
+  clearBoard();
+  process.stdout.write(lines.map((l) => `${l}\n`).join(""));
   drawn = lines.length;
 }
+const machineBoard = (items: MachineView[]) =>
+  board(names.map((n) => ({ name: n, stage: items.find((x) => x.name === n)?.state ?? "unknown" })));
+
+// The first (cold) run's time is kept so that later runs can print both.
+const runsFile = path.join(root, ".weft", "demo-runs.json");
+interface RunRecord {
+  at: string;
+  seconds: number;
+  imagesCached: boolean;
+  labReused: boolean;
+}
+const runs: RunRecord[] = fs.existsSync(runsFile)
+  ? (JSON.parse(fs.readFileSync(runsFile, "utf8")) as RunRecord[])
+  : [];
 
 const cacheBefore = fs.existsSync("/var/cache/weft/images/host-bookworm/host-bookworm.manifest.json");
 say(cacheBefore ? "images: checking the cache (built before)" : "images: first build (a few minutes)");
@@ -49,7 +87,7 @@ await run(process.execPath, ["boot-images/dist/main.js", "build"]);
 const labWasUp =
   fs.existsSync(labPaths(stateDir).controllerToken) && fs.existsSync(labPaths(stateDir).controllerSocket);
 say(labWasUp ? "lab: already running; reusing it" : `lab: bringing up ${servers} servers`);
-await run(process.execPath, ["lab/dist/main.js", "up", "--servers", String(servers)]);
+await labUp([], servers, args.memory);
 
 const client = labClient(stateDir);
 const { items } = await client.get<{ items: MachineView[] }>("/v1/machines");
@@ -64,7 +102,6 @@ for (const n of names) {
   }
 }
 
-const TIMEOUT = 40 * 60_000;
 const notYet = async (state: string) =>
   (await client.get<{ items: MachineView[] }>("/v1/machines")).items.filter(
     (m) => names.includes(m.name ?? "") && m.state !== state,
@@ -82,7 +119,7 @@ if ((await notYet("host-ready")).length) {
       "ready",
       "enlisting",
       TIMEOUT,
-      { onPoll: progress },
+      { onPoll: machineBoard },
     );
     for (const m of toEnlist) {
       say(`${m.name}: deploy ${args.image}`);
@@ -90,34 +127,97 @@ if ((await notYet("host-ready")).length) {
     }
   }
   say("waiting for the hosts to install, reboot from disk and register");
-  await waitForState(client, names, "host-ready", "deploying", TIMEOUT, { onPoll: progress });
+  await waitForState(client, names, "host-ready", "deploying", TIMEOUT, { onPoll: machineBoard });
 } else {
   say("all servers are host-ready already");
 }
 
-const show = (argv: string[]) => run(process.execPath, ["controller/dist/cli/main.js", ...argv]);
+// The demo role: the guest base image's HTTP service, one guest per instance, spread across
+// the hosts, behind one VIP. A small instance: the classic 1.6 GHz of a core (less when the
+// host's clock is lower), 256 MiB, 2 GB of sparse disk, 100 Mbit/s.
+const hosts = (await client.get<{ items: HostView[] }>("/v1/hosts")).items.filter((h) => h.state === "ready");
+const clock = Math.min(...hosts.map((h) => h.cpuMhz));
+say(`role ${args.role}: ${instances} guests of guest-base behind a VIP`);
+const role = await deployRole({
+  client,
+  netns,
+  role: args.role,
+  instances,
+  timeoutMs: TIMEOUT,
+  spec: {
+    image: "guest-base",
+    vcpus: 1,
+    cpu: `${Math.min(1600, clock)}MHz`,
+    memory: "256MiB",
+    disk: "2GB",
+    net: "100Mbit",
+    ports: [{ port: 80, protocol: "tcp" }],
+  },
+  log: (msg) => {
+    if (!live) say(msg);
+  },
+  onPoll: (guests: GuestView[], serving) =>
+    board(
+      guests.map((g) => ({
+        name: g.name,
+        stage: serving.has(g.name) ? "serving" : g.state,
+        detail: `${g.host ?? "-"} ${g.dip ?? ""}`,
+      })),
+    ),
+});
+clearBoard();
+if (role.reused) say(`role ${args.role} was there already; its guests answer on ${role.vip}`);
+const answers: string[] = [];
+for (let i = 0; i < 2 * instances; i++)
+  answers.push((await curl(netns, `http://${role.vip}/`)) ?? "(no answer)");
+
+const seconds = Math.round((Date.now() - t0) / 1000);
+runs.push({ at: new Date(t0).toISOString(), seconds, imagesCached: cacheBefore, labReused: labWasUp });
+fs.mkdirSync(path.dirname(runsFile), { recursive: true });
+fs.writeFileSync(runsFile, JSON.stringify(runs, null, 2));
+
 const p = labPaths(stateDir);
+const weft = (argv: string[]) =>
+  run(process.execPath, [
+    "controller/dist/cli/main.js",
+    "--socket",
+    p.controllerSocket,
+    "--token-file",
+    p.controllerToken,
+    ...argv,
+  ]);
 const cliEnv = p.controllerSocket === "/run/weft/weft.sock" ? "" : `WEFT_SOCKET=${p.controllerSocket} `;
 console.log("\nMachines:");
-await show([
-  "--socket",
-  p.controllerSocket,
-  "--token-file",
-  p.controllerToken,
-  "machines",
-  "list",
-  "-o",
-  "wide",
-]);
+await weft(["machines", "list", "-o", "wide"]);
+console.log("\nHosts (guest capacity):");
+await weft(["hosts", "list", "-o", "wide"]);
+console.log("\nGuests:");
+await weft(["guests", "list", "-o", "wide"]);
+
+const kind = (r: RunRecord) =>
+  `${r.imagesCached ? "images cached" : "cold: images built"}${r.labReused ? ", lab reused" : ""}`;
+const first = runs[0]!;
 console.log(`
-Weft's main job ran in ${elapsed()} (${cacheBefore ? "images cached" : "cold: images built"}${labWasUp ? ", lab reused" : ""}).
+Role ${args.role}: VIP ${role.vip}, port 80, balanced across ${[...role.timings.values()]
+  .map((t) => `${t.name} (${t.dip} on ${t.host})`)
+  .join(", ")}.
+Asked ${answers.length} times from the provisioning network: ${answers.join(" ")}
+Reach it from inside the lab:
+  ip netns exec ${netns} curl http://${role.vip}/
+
+Weft's main job ran in ${seconds}s (${kind(runs.at(-1)!)}).${
+  runs.length > 1 ? `\nFirst run on this machine: ${first.seconds}s (${kind(first)}), ${first.at}.` : ""
+}
 
 Look around:
   ${cliEnv}npx weft machines list
   ${cliEnv}npx weft machines show srv1        # a machine and its history of events
+  ${cliEnv}npx weft hosts list                # guest capacity: used and free
+  ${cliEnv}npx weft guests list
   ${cliEnv}npx weft events --follow
   npx weft-lab status                  # power, MAC and console tail of each server
   npx weft-lab console srv1 --follow   # a server's serial console
+Scale the role:                         npx weft roles scale ${args.role} 3
 Release a host (wipe, back to ready):   npx weft machines release srv1 --wait
 Tear it all down:                       npx weft-lab down
 `);

@@ -10,6 +10,7 @@ import { promisify } from "node:util";
 import type { Client } from "../../controller/src/cli/client.js";
 import type { EventView } from "@weft/wire";
 import type { GuestView, HostView, RoleView } from "../../controller/src/guests/service.js";
+import type { GuestSpecInput } from "../../controller/src/guests/spec.js";
 
 const pexec = promisify(execFile);
 
@@ -65,7 +66,7 @@ async function inNs(netns: string, cmd: string, args: string[], timeoutMs = 30_0
 }
 
 /** One GET on the VIP from the provisioning network; null when nothing answered. */
-async function curl(netns: string, url: string, timeoutS = 3): Promise<string | null> {
+export async function curl(netns: string, url: string, timeoutS = 3): Promise<string | null> {
   try {
     const r = await inNs(netns, "curl", ["-sf", "--max-time", String(timeoutS), url], (timeoutS + 5) * 1000);
     return r.stdout.trim();
@@ -75,7 +76,7 @@ async function curl(netns: string, url: string, timeoutS = 3): Promise<string | 
 }
 
 /** Routes the VIP in the lab netns to the hosts running the role (ECMP by port when several). */
-async function routeVip(netns: string, vip: string, via: string[]): Promise<void> {
+export async function routeVip(netns: string, vip: string, via: string[]): Promise<void> {
   await inNs(netns, "sysctl", ["-qw", "net.ipv4.fib_multipath_hash_policy=1"]);
   await inNs(netns, "ip", ["route", "del", `${vip}/32`]).catch(() => undefined);
   if (!via.length) return;
@@ -113,6 +114,119 @@ async function iperf(netns: string, vip: string, reverse: boolean): Promise<numb
   throw new Error(`iperf3 ${args.join(" ")}: ${why}`);
 }
 
+export interface DeployRoleOptions {
+  client: Client;
+  /** The lab's namespace: where the VIP is routed and asked. */
+  netns: string;
+  role: string;
+  instances: number;
+  spec: GuestSpecInput;
+  timeoutMs: number;
+  log?: (msg: string) => void;
+  /** Called every poll with the role's guests and the names already seen on the VIP. */
+  onPoll?: (guests: GuestView[], serving: ReadonlySet<string>) => void;
+}
+
+export interface DeployedRole {
+  vip: string;
+  hosts: HostView[];
+  /** The role existed already (a second run); it was not created again. */
+  reused: boolean;
+  timings: Map<string, GuestTiming>;
+  addressOf: (host: string) => string;
+}
+
+/**
+ * Creates the role (or takes the one that exists), routes its VIP in the lab and waits until
+ * every guest runs and has answered on the VIP. The timings are from the create request.
+ */
+export async function deployRole(o: DeployRoleOptions): Promise<DeployedRole> {
+  const log = o.log ?? (() => undefined);
+  const c = o.client;
+  const deadline = Date.now() + o.timeoutMs;
+  const hosts = (await c.get<{ items: HostView[] }>("/v1/hosts")).items.filter((h) => h.state === "ready");
+  if (!hosts.length) throw new Error("no host is ready (reachable over libvirt TLS)");
+  const addressOf = (host: string) => hosts.find((h) => h.name === host)?.address ?? "";
+
+  const t0 = Date.now();
+  const existing = (await c.get<{ items: RoleView[] }>("/v1/roles")).items.find((r) => r.name === o.role);
+  const vip = existing
+    ? existing.vip
+    : (
+        await c.request<{ role: RoleView; guests: GuestView[] }>("POST", "/v1/roles", {
+          name: o.role,
+          instances: o.instances,
+          spec: o.spec,
+        })
+      ).role.vip;
+  if (!vip) throw new Error(`role ${o.role} has no VIP`);
+  log(`role ${o.role}${existing ? " (exists)" : ""}: VIP ${vip}`);
+
+  const timings = new Map<string, GuestTiming>();
+  const serving = new Set<string>();
+  const url = `http://${vip}/`;
+  let routed = "";
+  for (;;) {
+    const { items } = await c.get<{ items: GuestView[] }>(`/v1/guests?role=${o.role}`);
+    const live = items.filter((g) => g.state !== "deleting");
+    for (const g of live) {
+      if (g.state === "failed") throw new Error(`guest ${g.name} failed: ${g.lastError ?? "?"}`);
+      if (g.state === "running" && !timings.has(g.name)) {
+        timings.set(g.name, {
+          name: g.name,
+          host: g.host ?? "",
+          dip: g.dip ?? "",
+          createToRunningS: existing ? null : (Date.now() - t0) / 1000,
+          controllerCreateS: null,
+          controllerSteps: null,
+          createToServingS: null,
+        });
+        log(
+          `${g.name} running on ${g.host}${existing ? "" : ` (${((Date.now() - t0) / 1000).toFixed(1)} s after the request)`}`,
+        );
+      }
+    }
+    // Route the VIP to the hosts of the running guests as they come up.
+    const via = [...new Set([...timings.values()].map((t) => addressOf(t.host)))].sort();
+    if (via.join() !== routed) {
+      await routeVip(o.netns, vip, via);
+      routed = via.join();
+    }
+    if (timings.size) {
+      const a = await curl(o.netns, url, 2);
+      const t = a === null ? undefined : timings.get(a);
+      if (t && !serving.has(t.name)) {
+        serving.add(t.name);
+        t.createToServingS = existing ? null : (Date.now() - t0) / 1000;
+        log(
+          `${t.name} serves on the VIP${existing ? "" : ` (${t.createToServingS!.toFixed(1)} s after the request)`}`,
+        );
+      }
+    }
+    o.onPoll?.(live, serving);
+    if (serving.size === o.instances && timings.size === o.instances) break;
+    if (Date.now() > deadline) {
+      throw new Error(
+        `role ${o.role}: ${serving.size} of ${o.instances} guests serving on ${url} after ${o.timeoutMs / 1000} s`,
+      );
+    }
+    await sleep(timings.size ? 250 : 1000);
+  }
+  if (!existing) {
+    const ev = await c.get<{ items: EventView[] }>(`/v1/events?subjectType=guest&limit=1000`);
+    for (const e of ev.items) {
+      const m = /^guest (\S+) running/.exec(e.message);
+      const t = m ? timings.get(m[1]!) : undefined;
+      const d = e.data as { createMs?: number; steps?: Record<string, number> } | null;
+      if (t && d?.createMs !== undefined) {
+        t.controllerCreateS = d.createMs / 1000;
+        t.controllerSteps = d.steps ?? null;
+      }
+    }
+  }
+  return { vip, hosts, reused: existing !== undefined, timings, addressOf };
+}
+
 export async function checkRole(o: RoleCheckOptions): Promise<RoleReport> {
   const log = o.log ?? (() => undefined);
   const role = o.role ?? "web";
@@ -136,10 +250,13 @@ export async function checkRole(o: RoleCheckOptions): Promise<RoleReport> {
   }
   log(`hosts: ${hosts.map((h) => `${h.name} ${h.address} ${h.cpuMhz} MHz kvm=${h.kvm}`).join("; ")}`);
 
-  const t0 = Date.now();
-  const created = await c.request<{ role: RoleView; guests: GuestView[] }>("POST", "/v1/roles", {
-    name: role,
+  const { vip, timings, addressOf } = await deployRole({
+    client: c,
+    netns: o.netns,
+    role,
     instances,
+    timeoutMs,
+    log,
     spec: {
       image: "guest-base",
       vcpus: 1,
@@ -153,59 +270,8 @@ export async function checkRole(o: RoleCheckOptions): Promise<RoleReport> {
       ],
     },
   });
-  const vip = created.role.vip;
-  if (!vip) throw new Error(`role ${role} got no VIP`);
-  log(`role ${role}: VIP ${vip}, guests ${created.guests.map((g) => `${g.name}@${g.host}`).join(", ")}`);
-
-  const timings = new Map<string, GuestTiming>();
-  const addressOf = (host: string) => hosts.find((h) => h.name === host)?.address ?? "";
-  for (;;) {
-    const { items } = await c.get<{ items: GuestView[] }>(`/v1/guests?role=${role}`);
-    for (const g of items) {
-      if (g.state === "failed") throw new Error(`guest ${g.name} failed: ${g.lastError ?? "?"}`);
-      if (g.state === "running" && !timings.has(g.name)) {
-        timings.set(g.name, {
-          name: g.name,
-          host: g.host ?? "",
-          dip: g.dip ?? "",
-          createToRunningS: (Date.now() - t0) / 1000,
-          controllerCreateS: null,
-          controllerSteps: null,
-          createToServingS: null,
-        });
-        log(`${g.name} running on ${g.host} (${((Date.now() - t0) / 1000).toFixed(1)} s after the request)`);
-      }
-    }
-    if (timings.size === instances) break;
-    if (Date.now() > deadline) throw new Error(`guests not running after ${timeoutMs / 1000} s`);
-    await sleep(250);
-  }
-  const ev = await c.get<{ items: EventView[] }>(`/v1/events?subjectType=guest&limit=1000`);
-  for (const e of ev.items) {
-    const m = /^guest (\S+) running/.exec(e.message);
-    const t = m ? timings.get(m[1]!) : undefined;
-    const d = e.data as { createMs?: number; steps?: Record<string, number> } | null;
-    if (t && d?.createMs !== undefined) {
-      t.controllerCreateS = d.createMs / 1000;
-      t.controllerSteps = d.steps ?? null;
-    }
-  }
   const used = () => [...new Set([...timings.values()].map((t) => addressOf(t.host)))];
-  await routeVip(o.netns, vip, used());
-
-  // Serving: every guest's name seen on the VIP.
   const url = `http://${vip}/`;
-  for (;;) {
-    const a = await curl(o.netns, url);
-    const t = a === null ? undefined : timings.get(a);
-    if (t && t.createToServingS === null) {
-      t.createToServingS = (Date.now() - t0) / 1000;
-      log(`${t.name} serves on the VIP (${t.createToServingS.toFixed(1)} s after the request)`);
-    }
-    if ([...timings.values()].every((x) => x.createToServingS !== null)) break;
-    if (Date.now() > deadline) throw new Error(`not every guest answered on ${url}`);
-    if (a === null) await sleep(500);
-  }
   const rotation: string[] = [];
   for (let i = 0; i < 3 * instances; i++) rotation.push((await curl(o.netns, url)) ?? "(no answer)");
   log(`VIP answers in turn: ${rotation.join(" ")}`);
