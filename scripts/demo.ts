@@ -17,7 +17,7 @@ const { values: args } = parseArgs({
   options: {
     servers: { type: "string", default: "2" },
     image: { type: "string", default: "host-bookworm" },
-    role: { type: "string", default: "demo" },
+    role: { type: "string", default: "web" },
     instances: { type: "string", default: "2" },
     // Room for the demo's guests beside the host's own reserve (1 GiB in placement).
     memory: { type: "string", default: "2560" },
@@ -29,7 +29,9 @@ const instances = Number(args.instances);
 if (!Number.isInteger(instances) || instances < 1 || instances > 8)
   throw new Error("--instances takes 1 to 8");
 const live = process.stdout.isTTY === true && process.env["CI"] !== "true";
-const t0 = Date.now();
+// From `npm start` itself when it passes its start time (setup included).
+const startMs = Number(process.env["WEFT_START_MS"]);
+const t0 = Number.isFinite(startMs) && startMs > 0 && startMs <= Date.now() ? startMs : Date.now();
 const elapsed = (since = t0) => `${((Date.now() - since) / 1000).toFixed(0)}s`;
 const say = (msg: string) => {
   clearBoard();
