@@ -3,12 +3,19 @@
 //
 //   npx tsx controller/bench/tftp.ts [--size MiB] [--reps N]
 //
-// Weft runs in this process; the C servers run as child processes on free loopback ports.
-// tftpd-hpa is not installed (it conflicts with atftpd): its package is downloaded with
-// `apt-get download` and unpacked with `dpkg-deb -x` into a cache directory under the temp
-// directory, once. Runs are interleaved server by server so that load from elsewhere on the
-// machine falls on all of them alike; the table shows the median and the best of the runs.
-// Every process started here is stopped by its PID, including on Ctrl-C.
+// Everything runs inside a network namespace made for the bench (weft-tftpb-*), so no
+// datagram touches the host's own loopback; the bench re-runs itself in it and deletes it at
+// the end. The namespace also has a veth pair with a documentation address (192.0.2.1):
+// tftpd-hpa resolves its --address with AI_ADDRCONFIG, which fails when loopback is the only
+// interface with an address.
+//
+// Weft runs in its own process, like the C servers; all of them listen on free loopback
+// ports. tftpd-hpa is not installed (it conflicts with atftpd): its package is downloaded
+// with `apt-get download` and unpacked with `dpkg-deb -x` into a cache directory under the
+// temp directory, once, before entering the namespace. Runs are interleaved server by server
+// so that load from elsewhere on the machine falls on all of them alike; the table shows the
+// median and the best of the runs. Every process started here is stopped by its PID,
+// including on Ctrl-C.
 
 import { execFile, spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
@@ -20,6 +27,7 @@ import { loadavg, tmpdir } from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { TftpServer } from "../src/netboot/tftp/index.js";
+import { Netns, uniqueName } from "../test/helpers/netns.js";
 import type { TftpTransferEvent } from "../src/netboot/tftp/index.js";
 import { decodePacket, encodePacket, Opcode } from "../src/netboot/tftp/packet.js";
 
@@ -33,6 +41,7 @@ const { values: flags } = parseArgs({
     reps: { type: "string", default: "5" },
     verbose: { type: "boolean", default: false },
     "serve-weft": { type: "string" },
+    "in-netns": { type: "boolean", default: false },
   },
 });
 const sizeMiB = Number(flags.size);
@@ -129,11 +138,6 @@ function stopChild(child: ChildProcess): Promise<void> {
   });
 }
 
-process.once("SIGINT", () => {
-  for (const child of children) if (child.pid !== undefined) process.kill(child.pid, "SIGKILL");
-  process.exit(130);
-});
-
 function exec(
   cmd: string,
   args: string[],
@@ -164,15 +168,20 @@ async function waitReady(port: number, name: string, timeoutMs = 5000): Promise<
   try {
     while (Date.now() < deadline) {
       const answered = await new Promise<boolean>((resolve) => {
-        const t = setTimeout(() => resolve(false), 200);
-        s.once("message", (msg) => {
+        const onMessage = (msg: Buffer) => {
           clearTimeout(t);
           try {
             resolve(decodePacket(msg).op === Opcode.DATA);
           } catch {
             resolve(false);
           }
-        });
+        };
+        // Remove the listener on timeout too, or every retry leaves one behind.
+        const t = setTimeout(() => {
+          s.off("message", onMessage);
+          resolve(false);
+        }, 200);
+        s.once("message", onMessage);
         s.send(encodePacket({ op: Opcode.RRQ, filename: name, mode: "octet", options: [] }), port, HOST);
       });
       if (answered) return true;
@@ -234,6 +243,10 @@ function median(xs: number[]): number | undefined {
 }
 
 async function main(): Promise<void> {
+  process.once("SIGINT", () => {
+    for (const child of children) if (child.pid !== undefined) process.kill(child.pid, "SIGKILL");
+    process.exit(130);
+  });
   const dir = await mkdtemp(path.join(tmpdir(), "weft-bench-tftp-"));
   const root = path.join(dir, "root");
   await mkdir(root);
@@ -400,5 +413,32 @@ async function main(): Promise<void> {
   );
 }
 
+/** Outside the namespace: fetch tftpd-hpa (needs the network), make the namespace, re-run inside. */
+async function inNamespace(): Promise<number> {
+  try {
+    await tftpdHpa();
+  } catch (err) {
+    console.error(`tftpd-hpa unavailable, the bench runs without it: ${(err as Error).message}`);
+  }
+  const ns = await Netns.create("weft-tftpb");
+  const stop = () => void ns.destroy().finally(() => process.exit(130));
+  process.once("SIGINT", stop);
+  process.once("SIGTERM", stop);
+  try {
+    const [a, b] = [uniqueName("weftta"), uniqueName("wefttb")];
+    await ns.ip("link", "add", a, "type", "veth", "peer", "name", b);
+    await ns.ip("addr", "add", "192.0.2.1/24", "dev", a);
+    await ns.ip("link", "set", a, "up");
+    await ns.ip("link", "set", b, "up");
+    const args = [...process.execArgv, process.argv[1] as string, "--in-netns"];
+    args.push("--size", String(sizeMiB), "--reps", String(reps), ...(verbose ? ["--verbose"] : []));
+    const child = ns.spawn(process.execPath, args, { stdio: "inherit" });
+    return await new Promise<number>((resolve) => child.once("exit", (code) => resolve(code ?? 1)));
+  } finally {
+    await ns.destroy();
+  }
+}
+
 if (flags["serve-weft"] !== undefined) await serveWeft(flags["serve-weft"]);
-else await main();
+else if (flags["in-netns"]) await main();
+else process.exitCode = await inNamespace();

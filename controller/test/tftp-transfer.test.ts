@@ -180,6 +180,33 @@ describe("tftp transfer", () => {
     expect(wire).toEqual([65_534, 65_535, 0, 1, 2, 3]);
   });
 
+  it("never rewrites a packet once handed to the socket (a send may still be queued)", async () => {
+    // Packets share slabs; keep the very buffers sent, as a queued send would, and check
+    // every one after the whole file has gone out. 300 blocks of 516 bytes span several slabs.
+    const content = Buffer.from(Array.from({ length: 300 * 512 + 7 }, (_, i) => (i * 7 + (i >> 9)) & 0xff));
+    const t = start(content, { blksize: 512, windowsize: 8 });
+    const kept: Buffer[] = [];
+    const send = t.socket.send.bind(t.socket);
+    t.socket.send = (msg: Buffer) => {
+      kept.push(msg);
+      send(msg);
+    };
+    await tick();
+    while (t.result() === undefined) {
+      const sent = t.socket.drainBlocks();
+      if (sent.length === 0) await tick();
+      else t.socket.ack(sent.at(-1) as number);
+    }
+    expect(t.result()).toMatchObject({ ok: true, bytes: content.length });
+    // The feeder reads asynchronously, so block 1 is sent after the hook is in place too.
+    const data = kept.map((p) => decodePacket(p));
+    expect(data.map((d) => (d.op === Opcode.DATA ? d.block : -1))).toEqual(
+      Array.from({ length: 301 }, (_, i) => i + 1),
+    );
+    const body = Buffer.concat(data.map((d) => (d.op === Opcode.DATA ? d.data : new Uint8Array())));
+    expect(body.equals(content)).toBe(true);
+  });
+
   it("ends with an error when the client sends ERROR", async () => {
     const t = start(Buffer.alloc(40));
     await tick();

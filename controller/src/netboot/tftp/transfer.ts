@@ -12,6 +12,10 @@
 // Block numbers are 16 bits on the wire and roll over from 65535 to 0, as tftpd-hpa, curl
 // and atftp expect; internally blocks are counted without limit and an ACK is mapped to the
 // nearest block at or after the last acknowledged one.
+//
+// The path from an ACK to the next DATA is the whole cost of a lock-step transfer, so it
+// allocates as little as it can: DATA packets are cut from shared slabs rather than allocated
+// one by one, and an ACK is read straight from the datagram without decoding it.
 
 import { performance } from "node:perf_hooks";
 import { decodePacket, encodePacket, ErrorCode, Opcode, writeDataHeader } from "./packet.js";
@@ -49,6 +53,13 @@ export interface TransferResult {
   readonly durationMs: number;
 }
 
+/**
+ * Bytes per slab DATA packets are cut from. One allocation serves many packets (at least
+ * one); a packet's bytes are never rewritten once cut, so a send still queued in libuv
+ * cannot see them change.
+ */
+const SLAB_BYTES = 64 * 1024;
+
 export class Transfer {
   private base = 0; // last block the client acknowledged
   private next = 1; // next block to send
@@ -64,6 +75,8 @@ export class Transfer {
   private finished = false;
   private readonly started = performance.now();
   private readonly oackPacket: Buffer | undefined;
+  private slab: Buffer = Buffer.alloc(0);
+  private slabUsed = 0;
 
   constructor(
     private readonly p: TransferParams,
@@ -71,7 +84,14 @@ export class Transfer {
   ) {
     this.awaitingOack = p.oack.length > 0;
     this.oackPacket = this.awaitingOack ? encodePacket({ op: Opcode.OACK, options: p.oack }) : undefined;
-    p.socket.on("message", (msg) => this.guard(() => this.onMessage(msg)));
+    // Not through guard(): that would allocate a closure per datagram on the hot path.
+    p.socket.on("message", (msg) => {
+      try {
+        this.onMessage(msg);
+      } catch (err) {
+        this.fail(err);
+      }
+    });
     p.socket.on("error", (err) => this.finish(false, `socket error: ${err.message}`));
   }
 
@@ -96,8 +116,12 @@ export class Transfer {
     try {
       fn();
     } catch (err) {
-      this.finish(false, `internal error: ${err instanceof Error ? err.message : String(err)}`);
+      this.fail(err);
     }
+  }
+
+  private fail(err: unknown): void {
+    this.finish(false, `internal error: ${err instanceof Error ? err.message : String(err)}`);
   }
 
   private onMessage(msg: Buffer): void {
@@ -170,7 +194,7 @@ export class Transfer {
           this.abort("read error");
           return;
         }
-        packet = Buffer.allocUnsafe(4 + blksize);
+        packet = this.cutPacket(4 + blksize);
         const n = feeder.take(packet, 4, blksize);
         if (n < blksize) {
           packet = packet.subarray(0, 4 + n);
@@ -182,6 +206,19 @@ export class Transfer {
       socket.send(packet);
       this.next++;
     }
+  }
+
+  /** A fresh `size`-byte packet buffer, cut from the current slab. */
+  private cutPacket(size: number): Buffer {
+    if (this.slabUsed + size > this.slab.length) {
+      // allocUnsafe: every byte of a packet is written (header, then data) before it is sent;
+      // a short last block is cut down to what was written.
+      this.slab = Buffer.allocUnsafeSlow(Math.max(size, SLAB_BYTES - (SLAB_BYTES % size)));
+      this.slabUsed = 0;
+    }
+    const packet = this.slab.subarray(this.slabUsed, this.slabUsed + size);
+    this.slabUsed += size;
+    return packet;
   }
 
   private armTimer(ms: number): void {
