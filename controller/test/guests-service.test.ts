@@ -1,6 +1,6 @@
 // The guest service on a temp store with in-memory hosts: placement and addresses, state
 // changes and their events, failures mid-create, deletes racing creates, the cleanup pass.
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { FakeHostDriver } from "../src/guests/fake-driver.js";
 import { Ipam } from "../src/guests/ipam.js";
 import { GuestService, type HostRow } from "../src/guests/service.js";
@@ -206,6 +206,61 @@ describe("GuestService", () => {
     expect(dom.xml).not.toContain("<hard_limit");
     expect(dom.xml).not.toContain("<bandwidth>");
     expect(dom.liveHardLimitKiB).toBe((1024 + 256 + 128) * 1024);
+  });
+
+  it("keeps each host's VIP table current when a role's guests come up on two hosts at once", async () => {
+    // h1's guest is held before it runs; the sync for h2's guest reads h1's table (empty) and
+    // is held applying it; then h1's guest runs and syncs. Were syncs able to overtake each
+    // other, the held one would land last and leave h1 without its DIP.
+    const domain = d("h1").pause("domain");
+    await service.createRole({ name: "web", instances: 2, spec }, "o");
+    await domain.reached;
+    const vip = d("h1").pause("vip");
+    await vip.reached;
+    domain.release();
+    await vi.waitFor(async () =>
+      expect((await service.listGuests({ role: "web" })).map((g) => g.state)).toEqual(["running", "running"]),
+    );
+    vip.release();
+    await service.settled();
+    for (const g of await service.listGuests({ role: "web" })) {
+      expect(d(g.host as "h1" | "h2").vips.get("10.79.0.1")?.dips).toEqual([g.dip]);
+    }
+  });
+
+  it("renders a host's whole VIP table from the store, so a new driver keeps every role's VIP", async () => {
+    await service.createRole({ name: "web", instances: 2, spec }, "o");
+    await service.createRole({ name: "api", instances: 2, spec }, "o");
+    await service.settled();
+    // A restarted controller: h1's driver remembers nothing applied before.
+    drivers.set(hostIds["h1"]!, new FakeHostDriver("h1"));
+    const webOnH2 = (await service.listGuests({ role: "web" })).find((g) => g.host === "h2")!;
+    await service.deleteGuest(webOnH2.name, "o");
+    expect([...d("h1").vips.keys()].sort()).toEqual(["10.79.0.1", "10.79.0.2"]);
+    expect(d("h2").vips.has("10.79.0.1")).toBe(false);
+    expect(d("h2").vips.get("10.79.0.2")?.dips).toHaveLength(1);
+  });
+
+  it("re-applies each host's VIP table from the store in the first cleanup pass after a start", async () => {
+    await service.createRole({ name: "web", instances: 2, spec }, "o");
+    await service.settled();
+    const fresh = new Map([
+      [hostIds["h1"]!, new FakeHostDriver("h1")],
+      [hostIds["h2"]!, new FakeHostDriver("h2")],
+    ]);
+    const restarted = new GuestService({
+      db: t.db,
+      store: new Store(t.db),
+      log,
+      ipam: new Ipam(t.db),
+      driverFor: (h: HostRow) => fresh.get(h.id)!,
+    });
+    expect((await restarted.reconcile()).errors).toEqual([]);
+    for (const g of await restarted.listGuests({ role: "web" })) {
+      expect(fresh.get(hostIds[g.host!]!)!.vips.get("10.79.0.1")?.dips).toEqual([g.dip]);
+    }
+    await restarted.reconcile();
+    expect(fresh.get(hostIds["h1"]!)!.calls.filter((c) => c.startsWith("vip"))).toHaveLength(1);
   });
 
   it("lists hosts with used and free capacity", async () => {

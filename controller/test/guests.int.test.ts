@@ -284,7 +284,8 @@ describe("guests on a real libvirtd", () => {
     }
   });
 
-  it("balances the VIP across the role's DIPs in nftables", () => {
+  it("balances the VIP across the role's DIPs in nftables", async () => {
+    await service.settled(); // a guest is running before its host's VIP table is applied
     const table = sh("ip", ["netns", "exec", netns, "nft", "list", "table", "ip", "weft"]);
     expect(table).toMatch(
       /ip daddr 10\.79\.0\.1 tcp dport 80 dnat to numgen inc mod 2 map \{ 0 : 10\.78\.0\.2, 1 : 10\.78\.0\.3 \}/,
@@ -450,7 +451,7 @@ describe("a host reached through libvirt alone (TLS, storage pools)", () => {
       expect((await remote.inventory()).overlays).toEqual(["rg-1"]);
       await expect(remote.removeBase(ref)).rejects.toMatchObject({ code: "IMAGE_IN_USE" });
       await expect(
-        remote.setVipRules("10.79.0.9", [{ port: 80, protocol: "tcp" }], []),
+        remote.setVips([{ vip: "10.79.0.9", ports: [{ port: 80, protocol: "tcp" }], dips: [] }]),
       ).rejects.toMatchObject({
         code: "VIP_RULES_UNSUPPORTED",
       });

@@ -10,6 +10,7 @@ import type {
   HostDriver,
   HostInventory,
 } from "./host-driver.js";
+import type { VipRule } from "./nft.js";
 import type { PortSpec } from "./spec.js";
 
 export type FakeStep = "network" | "base" | "overlay" | "configDrive" | "domain" | "destroy" | "vip";
@@ -20,17 +21,15 @@ export class FakeHostDriver implements HostDriver {
   readonly overlays = new Map<string, string>();
   readonly configDrives = new Map<string, ConfigDriveData>();
   readonly domains = new Map<string, { xml: string; state: DomainRunState; liveHardLimitKiB?: number }>();
-  readonly vips = new Map<string, { ports: PortSpec[]; dips: string[] }>();
+  vips = new Map<string, { ports: PortSpec[]; dips: string[] }>();
   readonly calls: string[] = [];
   downloads = 0;
   /** While false every call fails as an unreachable host would. */
   reachable = true;
   /** Steps that fail (once each time they are listed). */
   readonly failures: FakeStep[] = [];
-  /** A step that waits for release() before going on. */
-  #gate:
-    | { step: FakeStep; opened: Promise<void>; open: () => void; reached: () => void; wait: Promise<void> }
-    | undefined;
+  /** Steps that wait for release() before going on, the next time each is entered. */
+  readonly #gates = new Map<FakeStep, { opened: Promise<void>; reached: () => void }>();
 
   constructor(
     readonly name = "fake",
@@ -48,15 +47,15 @@ export class FakeHostDriver implements HostDriver {
     let reached!: () => void;
     const opened = new Promise<void>((r) => (open = r));
     const wait = new Promise<void>((r) => (reached = r));
-    this.#gate = { step, opened, open, reached, wait };
+    this.#gates.set(step, { opened, reached });
     return { reached: wait, release: () => open() };
   }
 
   async #enter(step: FakeStep, what: string): Promise<void> {
     this.calls.push(`${step} ${what}`);
-    if (this.#gate?.step === step) {
-      const g = this.#gate;
-      this.#gate = undefined;
+    const g = this.#gates.get(step);
+    if (g) {
+      this.#gates.delete(step);
       g.reached();
       await g.opened;
     }
@@ -129,10 +128,9 @@ export class FakeHostDriver implements HostDriver {
     this.bases.delete(image.sha256);
   }
 
-  async setVipRules(vip: string, ports: PortSpec[], dips: string[]): Promise<void> {
-    await this.#enter("vip", vip);
-    if (ports.length) this.vips.set(vip, { ports, dips: [...dips].sort() });
-    else this.vips.delete(vip);
+  async setVips(rules: VipRule[]): Promise<void> {
+    await this.#enter("vip", rules.map((r) => r.vip).join(","));
+    this.vips = new Map(rules.map((r) => [r.vip, { ports: r.ports, dips: [...r.dips].sort() }]));
   }
 
   async inventory(): Promise<HostInventory> {

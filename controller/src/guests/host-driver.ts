@@ -7,7 +7,7 @@
 //   overlays/<guest>.qcow2   one qcow2 overlay per guest (backing file: its base)
 //   config/<guest>.iso       config drive (ISO 9660, label cidata)
 //   console/<guest>.log      serial console
-//   vips.json                desired VIP → DIPs state the nftables table is rendered from
+//   vips.json                the VIP → DIPs table weft.nft was last rendered from
 //
 // Domains are named `weft-<guest>`; a cleanup pass only ever touches domains with that prefix.
 import crypto from "node:crypto";
@@ -24,7 +24,6 @@ import { renderNetworkXml } from "./domain-xml.js";
 import type { Exec } from "./exec.js";
 import { renderNftTable, type VipRule } from "./nft.js";
 import { checkBaseInfo, checkOverlayInfo, parseQemuImgInfo, type QemuImgInfo } from "./qemu-img.js";
-import type { PortSpec } from "./spec.js";
 
 export interface BaseImageRef {
   name: string;
@@ -89,8 +88,8 @@ export interface HostDriver {
   destroy(guest: string): Promise<void>;
   /** Removes a cached base; refused while an overlay is backed by it. */
   removeBase(image: BaseImageRef): Promise<void>;
-  /** Balances vip:ports across dips; no ports means the VIP is forgotten. */
-  setVipRules(vip: string, ports: PortSpec[], dips: string[]): Promise<void>;
+  /** Replaces the host's whole VIP table: each VIP's ports balanced across its DIPs. */
+  setVips(rules: VipRule[]): Promise<void>;
   inventory(): Promise<HostInventory>;
   close(): Promise<void>;
 }
@@ -601,17 +600,7 @@ export class LocalHostDriver implements HostDriver {
     return path.join(this.#o.stateDir, "vips.json");
   }
 
-  #readVips(): VipRule[] {
-    try {
-      return JSON.parse(fs.readFileSync(this.#vipFile(), "utf8")) as VipRule[];
-    } catch {
-      return [];
-    }
-  }
-
-  async setVipRules(vip: string, ports: PortSpec[], dips: string[]): Promise<void> {
-    const rules = this.#readVips().filter((r) => r.vip !== vip);
-    if (ports.length) rules.push({ vip, ports, dips: [...dips].sort() });
+  async setVips(rules: VipRule[]): Promise<void> {
     const script = renderNftTable(this.#o.network.subnet, rules); // validates every address
     const file = path.join(this.#o.stateDir, "weft.nft");
     fs.writeFileSync(file, script);

@@ -14,7 +14,7 @@
 // The format and backing file of every volume are read from vol-dumpxml (libvirt probes the
 // header on the host) and checked as for the local driver.
 //
-// What libvirt cannot do is the host's nftables: setVipRules hands the rendered table to
+// What libvirt cannot do is the host's nftables: setVips hands the rendered table to
 // `applyNft`, which is meant to reach the host agent; without one it refuses, and the guest
 // service logs that the VIP was not updated.
 import crypto from "node:crypto";
@@ -36,7 +36,6 @@ import {
   type HostInventory,
 } from "./host-driver.js";
 import { renderNftTable, type VipRule } from "./nft.js";
-import type { PortSpec } from "./spec.js";
 
 export interface RemoteHostDriverOptions {
   /** qemu+tls://HOST/system?pkipath=... (any libvirt URI works: tests use a local socket). */
@@ -101,7 +100,6 @@ export class RemoteHostDriver implements HostDriver {
   readonly #domains: LibvirtDomains;
   readonly #uploads = new Map<string, Promise<string>>();
   #pools: Promise<void> | undefined;
-  #vips: VipRule[] = [];
 
   constructor(options: RemoteHostDriverOptions) {
     this.#o = options;
@@ -359,9 +357,7 @@ export class RemoteHostDriver implements HostDriver {
     await this.#virsh(["vol-delete", "--pool", IMAGES_POOL, vol]);
   }
 
-  async setVipRules(vip: string, ports: PortSpec[], dips: string[]): Promise<void> {
-    const rules = this.#vips.filter((r) => r.vip !== vip);
-    if (ports.length) rules.push({ vip, ports, dips: [...dips].sort() });
+  async setVips(rules: VipRule[]): Promise<void> {
     const script = renderNftTable(this.#o.guestSubnet, rules);
     if (!this.#o.applyNft)
       throw new WeftError(
@@ -370,7 +366,6 @@ export class RemoteHostDriver implements HostDriver {
         "this host's nftables are applied by its agent, which is not connected to this driver",
       );
     await this.#o.applyNft(script);
-    this.#vips = rules;
   }
 
   async inventory(): Promise<HostInventory> {

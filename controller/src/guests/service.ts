@@ -22,6 +22,7 @@ import type { Store } from "../store/store.js";
 import { macForDip, renderDomainXml, type DomainPaths } from "./domain-xml.js";
 import { domainName, type BaseImageRef, type HostDriver } from "./host-driver.js";
 import type { Ipam } from "./ipam.js";
+import type { VipRule } from "./nft.js";
 import {
   DEFAULT_PLACEMENT,
   hostCapacity,
@@ -163,6 +164,10 @@ class Superseded extends Error {}
 export class GuestService {
   readonly #o: GuestServiceOptions;
   readonly #builds = new Map<string, Promise<void>>();
+  /** The tail of the VIP syncs, which run one after another. */
+  #vipSyncs: Promise<void> = Promise.resolve();
+  /** Hosts whose VIP table this controller has applied since it started. */
+  readonly #vipsApplied = new Set<string>();
   /** Serialises placement within this controller so concurrent requests see each other. */
   #placing: Promise<unknown> = Promise.resolve();
 
@@ -708,34 +713,75 @@ export class GuestService {
   }
 
   /**
-   * Brings the VIP rules of a role up to date on the given hosts (and every host running the
-   * role). Each host balances the VIP across the role's running DIPs on that host: DIPs are
-   * only reachable through their own host's bridge.
+   * Brings the VIP table of each affected host up to date: the hosts of the role's guests and
+   * `alsoHosts` (one that just lost a guest).
    */
-  async #syncVip(roleId: string, alsoHosts: string[]): Promise<void> {
-    const role = await this.#db.role.findUnique({ where: { id: roleId } });
-    const guests = await this.#db.guest.findMany({
-      where: { roleId },
-      include: { host: { include: hostInclude } },
+  #syncVip(roleId: string, alsoHosts: string[]): Promise<string[]> {
+    return this.#serialVips(async () => {
+      const roleGuests = await this.#db.guest.findMany({ where: { roleId }, select: { hostId: true } });
+      return this.#applyVips([
+        ...alsoHosts,
+        ...roleGuests.map((g) => g.hostId).filter((h): h is string => h !== null),
+      ]);
     });
-    const hostIds = new Set([
-      ...alsoHosts,
-      ...guests.map((g) => g.hostId).filter((h): h is string => h !== null),
-    ]);
-    const spec = role ? GuestSpec.safeParse(role.spec) : undefined;
-    for (const hostId of hostIds) {
+  }
+
+  /**
+   * VIP syncs run one at a time and each reads the store when it starts, so a table computed
+   * before a guest changed state never lands after one computed after it (two guests of a role
+   * coming up on two hosts at once did exactly that).
+   */
+  #serialVips<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#vipSyncs.then(fn);
+    this.#vipSyncs = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
+  }
+
+  /** Applies each host's whole VIP table; returns the hosts it could not update. */
+  async #applyVips(hostIds: Iterable<string>): Promise<string[]> {
+    const failed: string[] = [];
+    for (const hostId of new Set(hostIds)) {
       const host = await this.#db.host.findUnique({ where: { id: hostId }, include: hostInclude });
-      if (!host || !role?.vip) continue;
-      const dips = guests
-        .filter((g) => g.hostId === hostId && g.state === "running" && g.dip)
-        .map((g) => g.dip!);
-      const ports = role.state === "active" && spec?.success ? spec.data.ports : [];
+      if (!host) continue;
+      const rules = await this.#hostVipRules(hostId);
       try {
-        await this.#o.driverFor(host).setVipRules(role.vip, dips.length ? ports : [], dips);
+        await this.#o.driverFor(host).setVips(rules);
       } catch (err) {
-        this.#o.log.warn({ err, host: hostName(host), vip: role.vip }, "VIP rules not updated");
+        failed.push(hostId);
+        this.#o.log.warn(
+          { err, host: hostName(host), vips: rules.map((r) => r.vip) },
+          "VIP rules not updated",
+        );
       }
     }
+    return failed;
+  }
+
+  /**
+   * A host's whole VIP table from the store: every active role with guests running there,
+   * balanced across that role's running DIPs on this host (a DIP is reachable only through its
+   * own host's bridge). Rendered whole, it needs no memory of what was applied before, so a
+   * restarted controller cannot drop another role's VIP from the host.
+   */
+  async #hostVipRules(hostId: string): Promise<VipRule[]> {
+    const running = await this.#db.guest.findMany({
+      where: { hostId, state: "running", dip: { not: null }, role: { state: "active", vip: { not: null } } },
+      include: { role: true },
+      orderBy: { dip: "asc" },
+    });
+    const byVip = new Map<string, VipRule>();
+    for (const g of running) {
+      const role = g.role!;
+      const spec = GuestSpec.safeParse(role.spec);
+      if (!spec.success || !spec.data.ports.length) continue;
+      const rule = byVip.get(role.vip!) ?? { vip: role.vip!, ports: spec.data.ports, dips: [] };
+      rule.dips.push(g.dip!);
+      byVip.set(rule.vip, rule);
+    }
+    return [...byVip.values()];
   }
 
   /**
@@ -761,6 +807,13 @@ export class GuestService {
         }
         for (const g of rows.filter((r) => r.state === "deleting" && !this.#builds.has(r.id))) {
           await this.#delete(g.id, actor, "cleanup pass");
+        }
+        // Once per host after a start: the table on the host may be older than the store (a
+        // controller stopped between a guest's change and its VIP sync).
+        if (!this.#vipsApplied.has(host.id)) {
+          const failed = await this.#serialVips(() => this.#applyVips([host.id]));
+          if (failed.length) throw new Error("its VIP table was not applied");
+          this.#vipsApplied.add(host.id);
         }
       } catch (err) {
         errors.push(`${hostName(host)}: ${messageOf(err)}`);
