@@ -86,8 +86,8 @@ const cacheBefore = fs.existsSync("/var/cache/weft/images/host-bookworm/host-boo
 say(cacheBefore ? "images: checking the cache (built before)" : "images: first build (a few minutes)");
 await run(process.execPath, ["boot-images/dist/main.js", "build"]);
 
-const labWasUp =
-  fs.existsSync(labPaths(stateDir).controllerToken) && fs.existsSync(labPaths(stateDir).controllerSocket);
+// A lab whose namespace exists is reused; `weft-lab up` repairs whatever of it is missing.
+const labWasUp = fs.existsSync(`/run/netns/${netns}`) && fs.existsSync(labPaths(stateDir).state);
 say(labWasUp ? "lab: already running; reusing it" : `lab: bringing up ${servers} servers`);
 await labUp([], servers, args.memory);
 
@@ -213,13 +213,13 @@ Weft's main job ran in ${seconds}s (${kind(runs.at(-1)!)}).${
 
 Look around:
   ${cliEnv}npx weft machines list
-  ${cliEnv}npx weft machines show srv1        # a machine and its history of events
-  ${cliEnv}npx weft hosts list                # guest capacity: used and free
+  ${cliEnv}npx weft machines show srv1      # a machine and its history of events
+  ${cliEnv}npx weft hosts list              # guest capacity: used and free
   ${cliEnv}npx weft guests list
   ${cliEnv}npx weft events --follow
-  npx weft-lab status                  # power, MAC and console tail of each server
-  npx weft-lab console srv1 --follow   # a server's serial console
-Scale the role:                         npx weft roles scale ${args.role} 3
-Release a host (wipe, back to ready):   npx weft machines release srv1 --wait
-Tear it all down:                       npx weft-lab down
+  npx weft-lab status                 # power, MAC and console tail of each server
+  npx weft-lab console srv1 --follow  # a server's serial console
+Scale the role:                        npx weft roles scale ${args.role} 3
+Release a host (wipe, back to ready):  npx weft machines release srv1 --wait
+Tear it all down:                      npx weft-lab down
 `);
