@@ -52,7 +52,8 @@ export interface RoleReport {
   rotation: string[];
   memory: { specMiB: number; memTotalMiB: number };
   cpu: { guest: string; quota: number; measured: number }[];
-  bandwidth: { capMbit: number; inMbit: number; outMbit: number };
+  /** The best of the runs each way, and every run. */
+  bandwidth: { capMbit: number; inMbit: number; outMbit: number; runs: { in: number[]; out: number[] } };
   afterDelete: { deleted: string; answers: string[] };
   /** A guest created by scaling back up, on a host with the base already cached. */
   cachedCreate: GuestTiming;
@@ -327,11 +328,18 @@ export async function checkRole(o: RoleCheckOptions): Promise<RoleReport> {
       "vcpu_quota=-1",
     ]).catch((err: Error) => log(`could not lift ${survivor.name}'s CPU quota: ${err.message}`));
   }
-  const inMbit = await iperf(o.netns, vip, false);
-  const outMbit = await iperf(o.netns, vip, true);
-  log(
-    `iperf3 at a ${capMbit} Mbit/s cap: into the guest ${inMbit.toFixed(2)}, out of it ${outMbit.toFixed(2)} Mbit/s`,
-  );
+  // The cap is a ceiling. A single run is often held below it by the nested guest's CPU (six
+  // runs out of one guest alone on its host at a 20 Mbit/s cap: 5.8 to 19.3 Mbit/s; none
+  // above 20), so the best of three runs each way is what is compared with the cap.
+  const runs = { in: [] as number[], out: [] as number[] };
+  for (let i = 0; i < 3; i++) {
+    runs.in.push(await iperf(o.netns, vip, false));
+    runs.out.push(await iperf(o.netns, vip, true));
+  }
+  const inMbit = Math.max(...runs.in);
+  const outMbit = Math.max(...runs.out);
+  const fmt = (xs: number[]) => xs.map((x) => x.toFixed(2)).join(", ");
+  log(`iperf3 at a ${capMbit} Mbit/s cap: into the guest ${fmt(runs.in)}, out of it ${fmt(runs.out)} Mbit/s`);
 
   // Back to full strength: a create on a host that has the base cached.
   const t1 = Date.now();
@@ -399,7 +407,7 @@ export async function checkRole(o: RoleCheckOptions): Promise<RoleReport> {
     rotation,
     memory,
     cpu,
-    bandwidth: { capMbit, inMbit, outMbit },
+    bandwidth: { capMbit, inMbit, outMbit, runs },
     afterDelete: { deleted: victim, answers },
     cachedCreate: cached,
     cleanedUp,

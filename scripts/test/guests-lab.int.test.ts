@@ -13,8 +13,9 @@ import { root } from "../lib/flow.js";
 const CAP_MBIT = 20;
 
 // Opt-in (WEFT_LAB_GUESTS=1): it installs a host of its own (about 12 min here), and the
-// bandwidth check does not hold yet under TCG (see the nightly report's iperf3 figures). CI runs
-// the same role checks, bandwidth aside, in nightly.int.test.ts.
+// bandwidth check wants a quiet machine: out of a guest nested in a TCG host, iperf3 is bound by
+// CPU and varies from run to run. CI runs the same role checks, bandwidth aside, in
+// nightly.int.test.ts.
 describe.skipIf(process.env["WEFT_LAB_GUESTS"] !== "1")("guests on an installed lab host", () => {
   let report: { ok: boolean; error: string | null; guests: RoleReport | null };
   let code: number | null;
@@ -61,5 +62,7 @@ describe.skipIf(process.env["WEFT_LAB_GUESTS"] !== "1")("guests on an installed 
     expect(b.capMbit).toBe(CAP_MBIT);
     expect(Math.abs(b.inMbit - CAP_MBIT) / CAP_MBIT).toBeLessThanOrEqual(0.15);
     expect(Math.abs(b.outMbit - CAP_MBIT) / CAP_MBIT).toBeLessThanOrEqual(0.15);
+    // A ceiling: no run gets through faster than the cap allows (5 % for iperf3's accounting).
+    for (const x of [...b.runs.in, ...b.runs.out]) expect(x).toBeLessThanOrEqual(CAP_MBIT * 1.05);
   });
 });
