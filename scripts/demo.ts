@@ -222,6 +222,6 @@ Look around:
   npx weft-lab status                 # power, MAC and console tail of each server
   npx weft-lab console srv1 --follow  # a server's serial console
 Scale the role:                        npx weft roles scale ${args.role} 3
-Release a host (wipe, back to ready):  npx weft machines release srv1 --wait
+Release a host (its guests go first):  npx weft roles delete ${args.role} && npx weft machines release srv1 --wait
 Tear it all down:                      npx weft-lab down
 `);

@@ -4,6 +4,7 @@ import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { openDb } from "../src/store/db.js";
 import { call, startController, tempDir, type Running } from "./helpers/controller.js";
 import { writeImage } from "./helpers/images.js";
 
@@ -266,6 +267,40 @@ describe("the install flow over the agent protocol", () => {
     );
     expect((await api("POST", "/v1/agent/host/register", body, hostToken)).status).toBe(204);
     expect((await machine()).state).toBe("host-ready");
+  });
+
+  it("release is refused while the host runs guests, and changes nothing", async () => {
+    const db = openDb(`file:${path.join(ctl.dataDir, "weft.db")}`);
+    try {
+      const host = await db.host.findFirstOrThrow({ where: { machine: { name: "m11" } } });
+      const image = await db.image.findFirstOrThrow();
+      await db.guest.create({
+        data: {
+          name: "web-1",
+          hostId: host.id,
+          imageId: image.id,
+          vcpus: 1,
+          cpuMhz: 1600,
+          memoryMiB: 256,
+          diskBytes: 2_000_000_000n,
+          netInKBps: 12_500,
+          netOutKBps: 12_500,
+          dip: "10.78.0.2",
+          state: "running",
+        },
+      });
+      const events = await db.event.count();
+      const r = await api("POST", "/v1/machines/m11/release", {});
+      expect(r.status).toBe(409);
+      expect(r.json).toMatchObject({ code: "HOST_HAS_GUESTS", details: { guests: ["web-1"] } });
+      expect((await machine()).state).toBe("host-ready");
+      expect(await db.event.count()).toBe(events);
+      expect(await db.job.count({ where: { kind: "wipe" } })).toBe(0);
+      expect((await db.host.findUniqueOrThrow({ where: { id: host.id } })).state).toBe(host.state);
+    } finally {
+      await db.guest.deleteMany({ where: { name: "web-1" } });
+      await db.$disconnect();
+    }
   });
 
   it("release: the host makes its disk unbootable, the maintenance OS wipes it, and the machine is ready", async () => {

@@ -123,6 +123,22 @@ export function machinesRouter(ctx: ApiContext): Router {
       actor: actorOf(res),
       patch: { targetState: "ready", imageId: null },
       also: async (tx) => {
+        // A host's guests would go with its disk and their rows would point at nothing: refuse
+        // until they are gone. Draining keeps placement from putting new ones there meanwhile.
+        const guests = await tx.guest.findMany({
+          where: { host: { machineId: m.id } },
+          select: { name: true },
+          orderBy: { name: "asc" },
+        });
+        if (guests.length) {
+          const names = guests.map((g) => g.name);
+          throw conflict(
+            "HOST_HAS_GUESTS",
+            `${m.name ?? m.id} runs guests ${names.join(", ")}: delete them (weft guests delete NAME) or scale their roles down before releasing it`,
+            { guests: names },
+          );
+        }
+        await tx.host.updateMany({ where: { machineId: m.id }, data: { state: "draining" } });
         await tx.job.updateMany({
           where: { machineId: m.id, state: { in: ["pending", "running"] } },
           data: { state: "cancelled", finishedAt: new Date() },
