@@ -256,12 +256,7 @@ describe("DHCP server, full mode", () => {
 
 describe("DHCP server: boot options by client", () => {
   it.each([
-    [
-      "qemu-ipxe-bios-discover.hex",
-      `http://${SERVER}:8080/boot/ipxe?mac=\${net0/mac}`,
-      "PXEClient",
-      undefined,
-    ],
+    ["qemu-ipxe-bios-discover.hex", `http://${SERVER}:8080/boot/ipxe?mac=\${net0/mac}`, "PXEClient", SERVER],
     ["qemu-ovmf-pxe-discover.hex", "ipxe.efi", undefined, SERVER],
     ["qemu-ovmf-httpboot-discover.hex", `http://${SERVER}:8080/boot/ipxe.efi`, "HTTPClient", undefined],
   ])("%s gets %s", async (name, file, vendorClass, tftp) => {
@@ -272,6 +267,14 @@ describe("DHCP server: boot options by client", () => {
     expect(r?.msg.options.get(Opt.TftpServer)?.toString()).toBe(tftp);
     expect(machines.seen).toHaveLength(1);
     expect(machines.seen[0]?.uuid).toBe("8d3c6f1a-2b4e-4c5d-9e6f-0a1b2c3d4e5f");
+  });
+
+  it("gives iPXE a next-server with its script, so it sends no ProxyDHCPREQUEST to port 4011", async () => {
+    const { server } = setup();
+    const r = await send(server, fixture("qemu-ipxe-bios-discover.hex"));
+    expect(r?.opts.vendorClass).toBe("PXEClient");
+    expect(r?.msg.siaddr).toBe(SERVER);
+    expect(r?.msg.options.get(Opt.BootFile)?.length).toBeGreaterThan(0);
   });
 
   it("gives a BIOS PXE ROM undionly.kpxe over TFTP without option 60", async () => {
