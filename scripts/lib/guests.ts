@@ -161,6 +161,8 @@ export async function deployRole(o: DeployRoleOptions): Promise<DeployedRole> {
         })
       ).role.vip;
   if (!vip) throw new Error(`role ${o.role} has no VIP`);
+  // A role that exists keeps the instance count an operator may have scaled it to.
+  const want = existing?.instances ?? o.instances;
   log(`role ${o.role}${existing ? " (exists)" : ""}: VIP ${vip}`);
 
   const timings = new Map<string, GuestTiming>();
@@ -205,10 +207,10 @@ export async function deployRole(o: DeployRoleOptions): Promise<DeployedRole> {
       }
     }
     o.onPoll?.(live, serving);
-    if (serving.size === o.instances && timings.size === o.instances) break;
+    if (serving.size === want && timings.size === want) break;
     if (Date.now() > deadline) {
       throw new Error(
-        `role ${o.role}: ${serving.size} of ${o.instances} guests serving on ${url} after ${o.timeoutMs / 1000} s`,
+        `role ${o.role}: ${serving.size} of ${want} guests serving on ${url} after ${o.timeoutMs / 1000} s`,
       );
     }
     await sleep(timings.size ? 250 : 1000);
