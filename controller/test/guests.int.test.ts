@@ -408,6 +408,7 @@ describe("a host reached through libvirt alone (TLS, storage pools)", () => {
       expect(b).toBe(a);
       expect(logLines.filter((l) => l.includes('"vol-upload"')).length - uploadsBefore).toBe(1);
 
+      const t0 = Date.now(); // a create with the base cached, as the guest service does it
       const overlay = await remote.createOverlay("rg-1", ref, 2 * 2 ** 30);
       expect(overlay).toBe(`${dir}/remote/guests/rg-1.qcow2`);
       const info = JSON.parse(
@@ -447,6 +448,9 @@ describe("a host reached through libvirt alone (TLS, storage pools)", () => {
         remote.paths("rg-1"),
       );
       await remote.defineAndStart("rg-1", xml, caps.memlock ? {} : { liveHardLimitKiB: 512 * 1024 });
+      console.log(
+        `[guests] remote driver, base cached: overlay, config drive and domain running in ${Date.now() - t0} ms`,
+      );
       expect(await remote.domainState("rg-1")).toBe("running");
       expect((await remote.inventory()).overlays).toEqual(["rg-1"]);
       await expect(remote.removeBase(ref)).rejects.toMatchObject({ code: "IMAGE_IN_USE" });
