@@ -9,9 +9,10 @@
 //   anything else                             -> no boot options, unless the machine is known
 //
 // Option 60 is sent back only to iPXE and HTTP clients: iPXE waits about 3 s for a proxyDHCP
-// offer unless it sees PXEClient (and then wants a next-server too, see below), while OVMF's native PXE given option 60 without option 43
-// refuses to boot (both measured in the lab). In proxyDHCP mode option 60 PXEClient is
-// mandatory (PXE 2.1 section 2.2.3), so the policy adds option 43 with discovery control.
+// offer unless it sees PXEClient (and then wants a next-server too, see below), while OVMF's
+// native PXE given option 60 without option 43 refuses to boot (both measured in the lab). In
+// proxyDHCP mode option 60 PXEClient is mandatory (PXE 2.1 section 2.2.3), so the policy adds
+// option 43 with discovery control.
 import { ClientArch } from "./options-pxe.js";
 
 export interface BootRequest {
