@@ -8,10 +8,10 @@ import fs from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import type { MachineView } from "@weft/wire";
-import type { GuestView, HostView } from "../controller/src/guests/service.js";
+import type { GuestView } from "../controller/src/guests/service.js";
 import { DEFAULT_CONFIG, DEFAULT_STATE_DIR, labPaths } from "../lab/src/config.js";
 import { labClient, labUp, root, run, serverNames, waitForState } from "./lib/flow.js";
-import { curl, deployRole } from "./lib/guests.js";
+import { curl, deployRole, readyHosts } from "./lib/guests.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -104,15 +104,12 @@ for (const n of names) {
   }
 }
 
-const notYet = async (state: string) =>
-  (await client.get<{ items: MachineView[] }>("/v1/machines")).items.filter(
-    (m) => names.includes(m.name ?? "") && m.state !== state,
-  );
+const notReady = (await client.get<{ items: MachineView[] }>("/v1/machines")).items.filter(
+  (m) => names.includes(m.name ?? "") && m.state !== "host-ready",
+);
 
-if ((await notYet("host-ready")).length) {
-  const toEnlist = (await notYet("host-ready")).filter(
-    (m) => m.state !== "deploying" && m.state !== "rebooting",
-  );
+if (notReady.length) {
+  const toEnlist = notReady.filter((m) => m.state !== "deploying" && m.state !== "rebooting");
   if (toEnlist.length) {
     say(`waiting for ${toEnlist.map((m) => m.name).join(", ")} to PXE-boot and enlist`);
     await waitForState(
@@ -137,11 +134,12 @@ if ((await notYet("host-ready")).length) {
 // The demo role: the guest base image's HTTP service, one guest per instance, spread across
 // the hosts, behind one VIP. A small instance: the classic 1.6 GHz of a core (less when the
 // host's clock is lower), 256 MiB, 2 GB of sparse disk, 100 Mbit/s.
-const hosts = (await client.get<{ items: HostView[] }>("/v1/hosts")).items.filter((h) => h.state === "ready");
+const hosts = await readyHosts(client);
 const clock = Math.min(...hosts.map((h) => h.cpuMhz));
 say(`role ${args.role}: ${instances} guests of guest-base behind a VIP`);
 const role = await deployRole({
   client,
+  hosts,
   netns,
   role: args.role,
   instances,

@@ -115,8 +115,22 @@ async function iperf(netns: string, vip: string, reverse: boolean): Promise<numb
   throw new Error(`iperf3 ${args.join(" ")}: ${why}`);
 }
 
+/** The addresses of the hosts the given guests run on, each once. */
+function hostAddresses(guests: Map<string, GuestTiming>, addressOf: (host: string) => string): string[] {
+  return [...new Set([...guests.values()].map((t) => addressOf(t.host)))].sort();
+}
+
+/** The hosts that take guests (reachable over libvirt TLS); refuses when there is none. */
+export async function readyHosts(c: Client): Promise<HostView[]> {
+  const hosts = (await c.get<{ items: HostView[] }>("/v1/hosts")).items.filter((h) => h.state === "ready");
+  if (!hosts.length) throw new Error("no host is ready (reachable over libvirt TLS)");
+  return hosts;
+}
+
 export interface DeployRoleOptions {
   client: Client;
+  /** The ready hosts (readyHosts()), to route the VIP to. */
+  hosts: HostView[];
   /** The lab's namespace: where the VIP is routed and asked. */
   netns: string;
   role: string;
@@ -130,7 +144,6 @@ export interface DeployRoleOptions {
 
 export interface DeployedRole {
   vip: string;
-  hosts: HostView[];
   /** The role existed already (a second run); it was not created again. */
   reused: boolean;
   timings: Map<string, GuestTiming>;
@@ -145,9 +158,7 @@ export async function deployRole(o: DeployRoleOptions): Promise<DeployedRole> {
   const log = o.log ?? (() => undefined);
   const c = o.client;
   const deadline = Date.now() + o.timeoutMs;
-  const hosts = (await c.get<{ items: HostView[] }>("/v1/hosts")).items.filter((h) => h.state === "ready");
-  if (!hosts.length) throw new Error("no host is ready (reachable over libvirt TLS)");
-  const addressOf = (host: string) => hosts.find((h) => h.name === host)?.address ?? "";
+  const addressOf = (host: string) => o.hosts.find((h) => h.name === host)?.address ?? "";
 
   const t0 = Date.now();
   const existing = (await c.get<{ items: RoleView[] }>("/v1/roles")).items.find((r) => r.name === o.role);
@@ -190,7 +201,7 @@ export async function deployRole(o: DeployRoleOptions): Promise<DeployedRole> {
       }
     }
     // Route the VIP to the hosts of the running guests as they come up.
-    const via = [...new Set([...timings.values()].map((t) => addressOf(t.host)))].sort();
+    const via = hostAddresses(timings, addressOf);
     if (via.join() !== routed) {
       await routeVip(o.netns, vip, via);
       routed = via.join();
@@ -227,7 +238,7 @@ export async function deployRole(o: DeployRoleOptions): Promise<DeployedRole> {
       }
     }
   }
-  return { vip, hosts, reused: existing !== undefined, timings, addressOf };
+  return { vip, reused: existing !== undefined, timings, addressOf };
 }
 
 export async function checkRole(o: RoleCheckOptions): Promise<RoleReport> {
@@ -239,8 +250,7 @@ export async function checkRole(o: RoleCheckOptions): Promise<RoleReport> {
   const deadline = Date.now() + timeoutMs;
   const c = o.client;
 
-  const hosts = (await c.get<{ items: HostView[] }>("/v1/hosts")).items.filter((h) => h.state === "ready");
-  if (!hosts.length) throw new Error("no host is ready (reachable over libvirt TLS)");
+  const hosts = await readyHosts(c);
   const clock = Math.min(...hosts.map((h) => h.cpuMhz));
   const cpuShare = o.cpuShare ?? 0.4;
   const cpuMhz = Math.max(100, Math.floor(clock * cpuShare));
@@ -255,6 +265,7 @@ export async function checkRole(o: RoleCheckOptions): Promise<RoleReport> {
 
   const { vip, timings, addressOf } = await deployRole({
     client: c,
+    hosts,
     netns: o.netns,
     role,
     instances,
@@ -273,7 +284,7 @@ export async function checkRole(o: RoleCheckOptions): Promise<RoleReport> {
       ],
     },
   });
-  const used = () => [...new Set([...timings.values()].map((t) => addressOf(t.host)))];
+  const used = () => hostAddresses(timings, addressOf);
   const url = `http://${vip}/`;
   const rotation: string[] = [];
   for (let i = 0; i < 3 * instances; i++) rotation.push((await curl(o.netns, url)) ?? "(no answer)");

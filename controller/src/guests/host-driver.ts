@@ -7,7 +7,7 @@
 //   overlays/<guest>.qcow2   one qcow2 overlay per guest (backing file: its base)
 //   config/<guest>.iso       config drive (ISO 9660, label cidata)
 //   console/<guest>.log      serial console
-//   vips.json                the VIP → DIPs table weft.nft was last rendered from
+//   weft.nft                 the nftables table last applied (rendered from the store)
 //
 // Domains are named `weft-<guest>`; a cleanup pass only ever touches domains with that prefix.
 import crypto from "node:crypto";
@@ -596,18 +596,11 @@ export class LocalHostDriver implements HostDriver {
     this.#verified.delete(base);
   }
 
-  #vipFile(): string {
-    return path.join(this.#o.stateDir, "vips.json");
-  }
-
   async setVips(rules: VipRule[]): Promise<void> {
     const script = renderNftTable(this.#o.network.subnet, rules); // validates every address
     const file = path.join(this.#o.stateDir, "weft.nft");
     fs.writeFileSync(file, script);
     await this.#net("nft", ["-f", file]);
-    const tmp = `${this.#vipFile()}.part`;
-    fs.writeFileSync(tmp, JSON.stringify(rules, null, 2));
-    fs.renameSync(tmp, this.#vipFile());
   }
 
   async inventory(): Promise<HostInventory> {

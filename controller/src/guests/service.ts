@@ -716,10 +716,10 @@ export class GuestService {
    * Brings the VIP table of each affected host up to date: the hosts of the role's guests and
    * `alsoHosts` (one that just lost a guest).
    */
-  #syncVip(roleId: string, alsoHosts: string[]): Promise<string[]> {
+  #syncVip(roleId: string, alsoHosts: string[]): Promise<void> {
     return this.#serialVips(async () => {
       const roleGuests = await this.#db.guest.findMany({ where: { roleId }, select: { hostId: true } });
-      return this.#applyVips([
+      await this.#applyVips([
         ...alsoHosts,
         ...roleGuests.map((g) => g.hostId).filter((h): h is string => h !== null),
       ]);
