@@ -41,6 +41,9 @@ export interface CommandRunnerOptions {
   handler?: Handler;
   /** Called when the controller refuses our token while reporting: the agent must stop. */
   onFatal: (err: AgentError) => void;
+  /** Called before the final report of a command that reboots goes out, with a promise that
+   * settles once the reboot was asked for. */
+  onLeaving?: (rebooted: Promise<void>) => void;
 }
 
 /** Longer than a controller upgrade or crash-restart; shorter than its 30-minute deploy deadline. */
@@ -184,6 +187,11 @@ export class CommandRunner {
       return;
     }
     clog.info("command succeeded", { msg: outcome.message });
+    // The controller may revoke this agent's token as it takes this report (an installed
+    // machine's maintenance token dies with it): whoever polls must stop before the report goes
+    // out, so that a refusal heard afterwards cannot stop the process short of its reboot.
+    let rebooted: () => void = () => undefined;
+    if (outcome.then === "reboot") this.opts.onLeaving?.(new Promise<void>((r) => (rebooted = r)));
     await reports.push({ state: "SUCCEEDED", progress: 1, message: outcome.message.slice(0, 2000) }, final);
     this.running.delete(command.id);
     if (outcome.then === "reboot") {
@@ -192,6 +200,8 @@ export class CommandRunner {
         await this.opts.reboot();
       } catch (err) {
         clog.error("reboot failed", { error: (err as Error).message });
+      } finally {
+        rebooted();
       }
     }
   }

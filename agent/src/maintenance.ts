@@ -114,8 +114,11 @@ export async function runMaintenance(deps: MaintenanceDeps): Promise<void> {
   log.info("enlisted", { machine: machineId });
 
   let fatal: AgentError | null = null;
+  let leaving: Promise<void> | null = null;
   const stop = new AbortController();
   const onFatal = (err: AgentError): void => {
+    // Once a command reboots the machine, a refused token is expected, not fatal.
+    if (leaving) return;
     fatal ??= err;
     stop.abort(err);
   };
@@ -125,6 +128,10 @@ export async function runMaintenance(deps: MaintenanceDeps): Promise<void> {
     context: { ...deps.context, firmware: inventory.firmware },
     reboot: deps.reboot,
     onFatal,
+    onLeaving: (rebooted) => {
+      leaving = rebooted;
+      stop.abort();
+    },
     ...(deps.handler === undefined ? {} : { handler: deps.handler }),
   });
   const signal = deps.signal ? AbortSignal.any([deps.signal, stop.signal]) : stop.signal;
@@ -137,8 +144,10 @@ export async function runMaintenance(deps: MaintenanceDeps): Promise<void> {
         running: runner.runningIds(),
       });
       interval = res.intervalSeconds;
-      for (const c of res.commands) runner.accept(c);
+      // Nothing new starts while the machine is going down.
+      if (!leaving) for (const c of res.commands) runner.accept(c);
     } catch (err) {
+      if (leaving) break;
       if (isAgentError(err) && err.type === "unauthorized") {
         onFatal(
           new AgentError(
@@ -157,6 +166,10 @@ export async function runMaintenance(deps: MaintenanceDeps): Promise<void> {
     } catch {
       break;
     }
+  }
+  if (leaving) {
+    log.info("heartbeats stopped for the reboot");
+    await leaving;
   }
   if (fatal) throw fatal;
 }

@@ -124,6 +124,25 @@ describe("maintenance mode against a fake controller", { timeout: 30_000 }, () =
     ).toHaveLength(2);
   });
 
+  it("stops heartbeating before its final report revokes its token, and reboots all the same", async () => {
+    env = await installEnv({ imageHas: "kernel" });
+    img = await serveImage(env.gz);
+    const install = { id: "cmd-3", kind: "install-host", params: env.params(img.url) };
+    ctl = await fakeController({ nonce: NONCE, script: [[install]], revokeOnSuccess: true });
+    let rebooted = false;
+    const d = deps(env, ctl, {
+      // A slow reboot (sync on a busy disk): heartbeats sent meanwhile would be refused.
+      reboot: async () => {
+        await new Promise((r) => setTimeout(r, 300));
+        rebooted = true;
+      },
+    });
+    await runMaintenance(d);
+    expect(rebooted).toBe(true);
+    expect(ctl.reports.at(-1)?.report.state).toBe("SUCCEEDED");
+    expect(env.log.lines).toContain("weft-agent: heartbeats stopped for the reboot");
+  });
+
   it("reports FAILED with the error body for a command it cannot run, and does not reboot", async () => {
     env = await installEnv({ imageHas: "kernel" });
     img = await serveImage(env.gz);

@@ -22,6 +22,8 @@ export interface FakeControllerOptions {
   refuseTokens?: boolean;
   /** Answer this many SUCCEEDED/FAILED reports with 503 first (a controller restarting). */
   unavailableFinalReports?: number;
+  /** Revoke the token once it reports a command SUCCEEDED, as the controller does for an install. */
+  revokeOnSuccess?: boolean;
 }
 
 export interface FakeController {
@@ -39,6 +41,7 @@ export async function fakeController(opts: FakeControllerOptions): Promise<FakeC
   const script = [...(opts.script ?? [])];
   let nonceUsed = false;
   let unavailable = opts.unavailableFinalReports ?? 0;
+  let revoked = false;
   const state: Omit<FakeController, "url" | "close"> = {
     enlists: [],
     heartbeats: [],
@@ -80,7 +83,7 @@ export async function fakeController(opts: FakeControllerOptions): Promise<FakeC
         nonceUsed = true;
         return send(res, 200, { machineId: opts.machineId ?? "m-1", token });
       }
-      if (opts.refuseTokens || req.headers.authorization !== `Bearer ${token}`) {
+      if (opts.refuseTokens || revoked || req.headers.authorization !== `Bearer ${token}`) {
         return fail(res, 401, "unauthorized", "TOKEN_INVALID", "unknown agent token");
       }
       if (url === "/v1/agent/heartbeat") {
@@ -101,6 +104,7 @@ export async function fakeController(opts: FakeControllerOptions): Promise<FakeC
           return fail(res, 503, "unavailable", "STARTING", "controller starting");
         }
         state.reports.push({ id: decodeURIComponent(m[1] ?? ""), report: r.data });
+        if (r.data.state === "SUCCEEDED" && opts.revokeOnSuccess) revoked = true;
         return send(res, 200, {});
       }
       if (url === "/v1/agent/host/register") {
