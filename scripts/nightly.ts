@@ -210,6 +210,33 @@ async function main(): Promise<void> {
   report.ok = true;
 }
 
+/** The last lines of each kept console and the controller log, on standard output: a CI run's
+ * files are gone with its machine, its output is not. */
+function printTails(dir: string, lines = 40): void {
+  // Consoles carry escape sequences and carriage returns from the firmware and the kernel.
+  // eslint-disable-next-line no-control-regex
+  const ANSI = /\x1b\[[0-9;?]*[A-Za-z]/g;
+  for (const f of fs.readdirSync(dir).filter((x) => x.endsWith(".console.log") || x === "controller.log")) {
+    const text = fs
+      .readFileSync(path.join(dir, f), "utf8")
+      .replace(ANSI, "")
+      .replace(/[^\n\t\x20-\x7e]/g, "");
+    const tail = text
+      .split("\n")
+      .filter((l) => l.trim() !== "")
+      .slice(-lines);
+    if (tail.length === 0) continue;
+    console.log(`\n--- last ${tail.length} lines of ${f} ---\n${tail.join("\n")}\n--- end of ${f} ---`);
+  }
+}
+
+// The lab appends to its logs across runs: a failed run keeps only what it wrote itself.
+const logStarts = new Map<string, number>(
+  (fs.existsSync(stateDir) ? fs.readdirSync(stateDir) : [])
+    .filter((f) => f.endsWith(".log"))
+    .map((f) => [f, fs.statSync(path.join(stateDir, f)).size]),
+);
+
 let failure: unknown;
 try {
   await main();
@@ -222,9 +249,13 @@ try {
   const keep = reportFile.replace(/\.json$/, "-logs");
   fs.mkdirSync(keep, { recursive: true });
   for (const f of fs.existsSync(stateDir) ? fs.readdirSync(stateDir) : []) {
-    if (f.endsWith(".log")) fs.copyFileSync(path.join(stateDir, f), path.join(keep, f));
+    if (!f.endsWith(".log")) continue;
+    const all = fs.readFileSync(path.join(stateDir, f));
+    const start = logStarts.get(f) ?? 0;
+    fs.writeFileSync(path.join(keep, f), all.length >= start ? all.subarray(start) : all);
   }
   report.keptLogs = keep;
+  printTails(keep);
 } finally {
   if (!args.keep) {
     await step("lab down", () => run(process.execPath, ["lab/dist/main.js", ...labArgs, "down"])).catch(
