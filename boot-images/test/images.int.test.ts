@@ -124,6 +124,32 @@ describe("maintenance OS", () => {
     expect(seen.text).toMatch(/starting the agent without network/);
     await vm.stop();
   }, 180_000);
+
+  it("boots again from the network when the controller refuses its agent", async () => {
+    // A controller that no longer knows this machine, reached through QEMU's user network:
+    // each connection to 10.0.2.100:7480 runs the fixture on its stdin and stdout.
+    const refuse = join(packageDir, "test", "fixtures", "refusing-controller.cjs");
+    const vm = startQemu(
+      [
+        "-m",
+        "1024",
+        "-nic",
+        `user,model=virtio-net-pci,restrict=on,guestfwd=tcp:10.0.2.100:7480-cmd:${process.execPath} ${refuse}`,
+        "-kernel",
+        file("maintenance-kernel"),
+        "-initrd",
+        file("maintenance-initrd"),
+        "-append",
+        "console=ttyS0 weft.url=http://10.0.2.100:7480 weft.nonce=stale-nonce-0123456789",
+      ],
+      join(scratch, "refused-serial.log"),
+    );
+    vms.push(vm);
+    const seen = await vm.waitFor(/the controller refused this agent; booting again/, 150_000);
+    expect(seen.text).toMatch(/weft-agent: FATAL NONCE_REFUSED/);
+    // QEMU runs with -no-reboot: the guest's reboot ends it.
+    expect(await vm.waitExit(30_000)).toBe(true);
+  }, 200_000);
 });
 
 describe("guest base image", () => {

@@ -8,6 +8,8 @@ export interface Vm {
   readonly pid: number;
   readonly serialLog: string;
   waitFor(pattern: RegExp, timeoutMs: number): Promise<{ seconds: number; text: string }>;
+  /** Whether QEMU ended (with -no-reboot, a guest's reboot ends it) within the time. */
+  waitExit(timeoutMs: number): Promise<boolean>;
   stop(): Promise<void>;
 }
 
@@ -51,6 +53,16 @@ export function startQemu(args: readonly string[], serialLog: string): Vm {
         `${pattern} not seen on the serial console${exited ? " (QEMU exited)" : ` within ${timeoutMs} ms`}; ` +
           `stderr: ${stderr.slice(-500)}; serial tail: ${text.slice(-1500)}`,
       );
+    },
+    async waitExit(timeoutMs) {
+      if (exited) return true;
+      return new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => resolve(false), timeoutMs);
+        child.once("exit", () => {
+          clearTimeout(timer);
+          resolve(true);
+        });
+      });
     },
     async stop() {
       if (exited) return;
