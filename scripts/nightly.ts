@@ -7,7 +7,7 @@
 // With hosts ready it deploys a role of two guests across them (guests.ts): the VIP, the caps,
 // a deletion and the create-to-running/serving times go into the report.
 //
-//   npm run nightly -- --servers 2 [--report FILE] [--keep] [--skip-role] [--skip-release]
+//   npm run nightly -- --servers 2 [--cpus N|auto] [--report FILE] [--keep] [--skip-role] [--skip-release]
 import fs from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
@@ -15,6 +15,7 @@ import type { EventView, MachineView } from "@weft/wire";
 import { labClient, labUp, root, run, serverNames, waitForState } from "./lib/flow.js";
 import { checkRole, type RoleReport } from "./lib/guests.js";
 import { labPaths } from "../lab/src/config.js";
+import { consoleTail } from "../lab/src/lab.js";
 import { isRunning } from "../lab/src/procs.js";
 import { readState } from "../lab/src/state.js";
 import { bootTimelines, formatTimelines, type BootTimeline } from "../lab/src/timeline.js";
@@ -30,6 +31,8 @@ const { values: args } = parseArgs({
     timeout: { type: "string", default: "900" },
     // Guests need memory beyond the host's own reserve (1 GiB in placement).
     memory: { type: "string", default: "2560" },
+    // Per server; auto shares the machine's cores among the servers (weft-lab up --cpus).
+    cpus: { type: "string", default: "auto" },
     "skip-role": { type: "boolean", default: false },
     "skip-release": { type: "boolean", default: false },
     /** Leave the controller alone during the install (by default it is killed and restarted). */
@@ -107,7 +110,7 @@ async function killControllerMidInstall(name: string, job: string): Promise<void
     `killed the controller (pid ${rec.pid}) while ${name} was writing its image (${Math.round(progress * 100)} %)`,
   );
   await new Promise((r) => setTimeout(r, 5000));
-  await labUp(labArgs, servers, args.memory);
+  await labUp(labArgs, servers, args.memory, args.cpus);
   const down = (Date.now() - killedAt) / 1000;
   log(`controller restarted after ${down.toFixed(1)} s down`);
   report.faults.controllerKilled = { machine: name, atProgress: progress, downSeconds: down };
@@ -141,7 +144,7 @@ async function collectTimings(): Promise<void> {
 
 async function main(): Promise<void> {
   await step("build images", () => run(process.execPath, ["boot-images/dist/main.js", "build"]));
-  await step("lab up", () => labUp(labArgs, servers, args.memory));
+  await step("lab up", () => labUp(labArgs, servers, args.memory, args.cpus));
   await step("import images", () =>
     run(process.execPath, [
       "controller/dist/cli/main.js",
@@ -213,18 +216,8 @@ async function main(): Promise<void> {
 /** The last lines of each kept console and the controller log, on standard output: a CI run's
  * files are gone with its machine, its output is not. */
 function printTails(dir: string, lines = 40): void {
-  // Consoles carry escape sequences and carriage returns from the firmware and the kernel.
-  // eslint-disable-next-line no-control-regex
-  const ANSI = /\x1b\[[0-9;?]*[A-Za-z]/g;
   for (const f of fs.readdirSync(dir).filter((x) => x.endsWith(".console.log") || x === "controller.log")) {
-    const text = fs
-      .readFileSync(path.join(dir, f), "utf8")
-      .replace(ANSI, "")
-      .replace(/[^\n\t\x20-\x7e]/g, "");
-    const tail = text
-      .split("\n")
-      .filter((l) => l.trim() !== "")
-      .slice(-lines);
+    const tail = consoleTail(path.join(dir, f), lines);
     if (tail.length === 0) continue;
     console.log(`\n--- last ${tail.length} lines of ${f} ---\n${tail.join("\n")}\n--- end of ${f} ---`);
   }

@@ -2,9 +2,10 @@
 // weft-lab: the virtual lab. The only place that reads flags and the environment and
 // decides the exit code. Exit codes: 0 done, 1 failed, 2 usage error or unknown name,
 // 3 a Debian package is missing.
+import { availableParallelism } from "node:os";
 import { fileURLToPath } from "node:url";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
-import { DEFAULT_CONFIG, DEFAULT_STATE_DIR, type LabConfig } from "./config.js";
+import { autoVcpus, DEFAULT_CONFIG, DEFAULT_STATE_DIR, type LabConfig } from "./config.js";
 import { LabError } from "./errors.js";
 import { realSystem } from "./exec.js";
 import { runConsole } from "./commands/console.js";
@@ -44,7 +45,12 @@ program
   .description("build the lab, or repair what is missing of it")
   .option("--servers <n>", "number of servers srv1..srvN", int, 2)
   .option("--memory <MiB>", "memory per server", int, 1024)
-  .option("--cpus <n>", "vCPUs per server", int, 1)
+  .option(
+    "--cpus <n|auto>",
+    "vCPUs per server; auto shares the machine's cores among the servers, 1 to 2 each",
+    (v: string) => (v === "auto" ? v : int(v)),
+    "auto",
+  )
   .option("--disk-size <GiB>", "blank disk per server (sparse qcow2)", int, 8)
   .addOption(
     new Option("--accel <accel>", "accelerator: auto probes KVM with a stock guest")
@@ -66,7 +72,7 @@ program
     async (o: {
       servers: number;
       memory: number;
-      cpus: number;
+      cpus: number | "auto";
       diskSize: number;
       accel: AccelRequest;
       firmware: "bios" | "uefi";
@@ -76,7 +82,7 @@ program
       await runUp(realSystem, labConfig(), {
         servers: o.servers,
         memoryMiB: o.memory,
-        vcpus: o.cpus,
+        vcpus: o.cpus === "auto" ? autoVcpus(o.servers, availableParallelism()) : o.cpus,
         diskGiB: o.diskSize,
         accel: o.accel,
         firmware: o.firmware,

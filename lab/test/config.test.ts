@@ -1,5 +1,13 @@
 import { describe, expect, it } from "vitest";
-import { checkConfig, labPaths, libvirtUri, serverIndex, serverMac, serverName } from "../src/config.js";
+import {
+  autoVcpus,
+  checkConfig,
+  labPaths,
+  libvirtUri,
+  serverIndex,
+  serverMac,
+  serverName,
+} from "../src/config.js";
 import { controllerArgs } from "../src/controller.js";
 import { cleanConsole } from "../src/lab.js";
 import { checkTools } from "../src/preflight.js";
@@ -63,6 +71,16 @@ describe("lab configuration", () => {
     for (const f of all) expect(f.startsWith("/srv/lab/")).toBe(true);
     expect(p.console("srv3")).toBe("/srv/lab/srv3.console.log");
     expect(libvirtUri("/srv/lab")).toBe("qemu:///system?socket=/srv/lab/libvirt/sock/libvirt-sock");
+  });
+});
+
+describe("vCPUs per server", () => {
+  it("shares the cores among the servers, one to two each", () => {
+    expect(autoVcpus(1, 2)).toBe(2);
+    expect(autoVcpus(2, 2)).toBe(1);
+    expect(autoVcpus(6, 2)).toBe(1);
+    expect(autoVcpus(1, 1)).toBe(1);
+    expect(autoVcpus(2, 16)).toBe(2);
   });
 });
 

@@ -21,7 +21,7 @@ export function run(cmd: string, argv: string[]): Promise<void> {
 }
 
 /** `weft-lab up` with these global flags: builds the lab, or repairs what is missing of it. */
-export function labUp(labArgs: string[], servers: number, memoryMiB: string): Promise<void> {
+export function labUp(labArgs: string[], servers: number, memoryMiB: string, cpus = "auto"): Promise<void> {
   return run(process.execPath, [
     "lab/dist/main.js",
     ...labArgs,
@@ -30,6 +30,8 @@ export function labUp(labArgs: string[], servers: number, memoryMiB: string): Pr
     String(servers),
     "--memory",
     memoryMiB,
+    "--cpus",
+    cpus,
   ]);
 }
 
