@@ -102,6 +102,26 @@ export function extlinuxConfig(kernel: string, initrd: string | null, partUuid: 
   ].join("\n");
 }
 
+/**
+ * The configuration with `args` added to each APPEND line (the kernel command line of every
+ * entry), and how many lines took them. An argument already on a line is not added twice.
+ */
+export function appendKernelArgs(conf: string, args: readonly string[]): { text: string; lines: number } {
+  let lines = 0;
+  const text = conf
+    .split("\n")
+    .map((line) => {
+      const m = /^(\s*APPEND\s+)(.*?)\s*$/i.exec(line);
+      if (!m) return line;
+      lines++;
+      const have = new Set(m[2]!.split(/\s+/));
+      const add = args.filter((a) => !have.has(a));
+      return add.length === 0 ? line : `${m[1]}${m[2]} ${add.join(" ")}`;
+    })
+    .join("\n");
+  return { text, lines };
+}
+
 /** Newest /boot/vmlinuz-<version> and its initrd, by version order. */
 async function findKernel(mnt: string): Promise<{ kernel: string; initrd: string | null } | null> {
   const files = await readdir(join(mnt, "boot")).catch(() => [] as string[]);
@@ -232,6 +252,19 @@ export async function installHost(params: InstallHostParams, ctx: CommandContext
         kernel: k.kernel,
         root: partUuid ?? ROOT_PARTITION_LABEL,
       });
+    }
+    const kernelArgs = params.kernelArgs ?? [];
+    if (kernelArgs.length > 0) {
+      const r = appendKernelArgs(await readFile(conf, "utf8"), kernelArgs);
+      if (r.lines === 0) {
+        throw new AgentError(
+          "unsupported",
+          "KERNEL_ARGS_UNSUPPORTED",
+          `the image's /boot/extlinux/extlinux.conf has no APPEND line to add ${kernelArgs.join(" ")} to`,
+        );
+      }
+      await writeRootFile(mnt, "boot/extlinux", "extlinux.conf", r.text, 0o644);
+      log.info("install-host: kernel arguments added", { args: kernelArgs.join(" "), entries: r.lines });
     }
     await exec.run("extlinux", ["--install", extDir]);
   } finally {

@@ -1,7 +1,8 @@
 import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
+import { InstallHostParams } from "@weft/wire";
 import { afterEach, describe, expect, it } from "vitest";
-import { extlinuxConfig, installHost } from "../src/install.js";
+import { appendKernelArgs, extlinuxConfig, installHost } from "../src/install.js";
 import { serveImage, type ImageServer } from "./helpers/image-server.js";
 import { installEnv, PART_GUID, type InstallEnv } from "./helpers/install-env.js";
 import { cleanup } from "./helpers/tmp.js";
@@ -77,6 +78,30 @@ describe("install-host with a stubbed exec", { timeout: 30_000 }, () => {
     );
   });
 
+  it("adds the controller's kernel arguments to the command line it boots", async () => {
+    env = await installEnv({ imageHas: "kernel" });
+    server = await serveImage(env.gz);
+    await installHost(
+      { ...env.params(server.url), kernelArgs: ["tsc=reliable", "mitigations=off"] },
+      env.ctx,
+    );
+    const conf = await readFile(join(env.mountPoint(), "boot/extlinux/extlinux.conf"), "utf8");
+    expect(conf).toContain(
+      `APPEND root=PARTUUID=${PART_GUID} rw console=ttyS0,115200 console=tty0 tsc=reliable mitigations=off\n`,
+    );
+  });
+
+  it("refuses kernel arguments an image's own extlinux.conf has no command line for", async () => {
+    env = await installEnv({ imageHas: "extlinux.conf" });
+    server = await serveImage(env.gz);
+    await expect(
+      installHost({ ...env.params(server.url), kernelArgs: ["tsc=reliable"] }, env.ctx),
+    ).rejects.toMatchObject({ code: "KERNEL_ARGS_UNSUPPORTED" });
+    expect(await readFile(join(env.mountPoint(), "boot/extlinux/extlinux.conf"), "utf8")).toBe(
+      "DEFAULT image\n",
+    );
+  });
+
   it("reports stages in order with progress that never goes down", async () => {
     env = await installEnv({ imageHas: "kernel" });
     server = await serveImage(env.gz);
@@ -144,5 +169,55 @@ describe("install-host with a stubbed exec", { timeout: 30_000 }, () => {
       code: "IMAGE_NOT_BOOTABLE",
     });
     expect(env.stub.calls.at(-1)).toMatch(/^umount /); // unmounted even on failure
+  });
+});
+
+describe("kernel arguments in an extlinux.conf", () => {
+  const conf = [
+    "DEFAULT weft",
+    "LABEL weft",
+    "  LINUX /boot/vmlinuz",
+    "  APPEND root=LABEL=weft-root ro console=ttyS0,115200n8",
+    "LABEL rescue",
+    "\tappend root=LABEL=weft-root single  ",
+    "",
+  ].join("\n");
+
+  it("adds them to every entry's APPEND line, whatever its case and indent", () => {
+    const r = appendKernelArgs(conf, ["tsc=reliable"]);
+    expect(r.lines).toBe(2);
+    expect(r.text.split("\n")).toEqual([
+      "DEFAULT weft",
+      "LABEL weft",
+      "  LINUX /boot/vmlinuz",
+      "  APPEND root=LABEL=weft-root ro console=ttyS0,115200n8 tsc=reliable",
+      "LABEL rescue",
+      "\tappend root=LABEL=weft-root single tsc=reliable",
+      "",
+    ]);
+  });
+
+  it("takes no argument that could add a line or a word of its own to the boot loader's file", () => {
+    const params = (kernelArgs: string[]) => ({
+      image: { name: "h", url: "http://c/h", sha256: "a".repeat(64), size: 1, format: "ext4.gz" },
+      disk: null,
+      host: { machineId: "m", hostname: "h", controllerUrl: "http://c", token: "t" },
+      kernelArgs,
+    });
+    expect(InstallHostParams.safeParse(params(["tsc=reliable", "console=ttyS0,115200n8"])).success).toBe(
+      true,
+    );
+    for (const bad of ["a b", "quiet\nMENU HIDDEN", "", "x".repeat(257), "$(reboot)"]) {
+      expect(InstallHostParams.safeParse(params([bad])).success, JSON.stringify(bad)).toBe(false);
+    }
+  });
+
+  it("does not add an argument twice, and leaves a configuration without APPEND alone", () => {
+    const once = appendKernelArgs(conf, ["tsc=reliable"]).text;
+    expect(appendKernelArgs(once, ["tsc=reliable"]).text).toBe(once);
+    expect(appendKernelArgs("DEFAULT image\n", ["tsc=reliable"])).toEqual({
+      text: "DEFAULT image\n",
+      lines: 0,
+    });
   });
 });

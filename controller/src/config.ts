@@ -3,6 +3,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import YAML from "yaml";
+import { KernelArg } from "@weft/wire";
 import { z } from "zod";
 import { WeftError } from "./errors.js";
 
@@ -10,6 +11,15 @@ const hostPort = z
   .string()
   .regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, "expected HOST:PORT")
   .refine((s) => Number(s.slice(s.lastIndexOf(":") + 1)) <= 65535, "port out of range");
+
+/** Kernel arguments as one line: words (KernelArg) separated by single spaces, or nothing. */
+const kernelArgs = z
+  .string()
+  .max(4096)
+  .refine(
+    (v) => v === "" || v.split(" ").every((w) => KernelArg.safeParse(w).success),
+    "kernel arguments are words of letters, digits and _.,:=/+@- separated by single spaces",
+  );
 
 /** The states a machine waits in, each with a deadline (machines/states.ts). */
 const WAITING_STATES = ["enlisting", "deploying", "rebooting", "releasing"] as const;
@@ -75,7 +85,9 @@ export const ConfigSchema = z
     dhcpPort: z.coerce.number().int().min(1).max(65535).default(67),
     tftpPort: z.coerce.number().int().min(0).max(65535).default(69),
     /** Kernel arguments for the maintenance OS besides Weft's own. */
-    maintenanceCmdline: z.string().default("console=ttyS0,115200 quiet"),
+    maintenanceCmdline: kernelArgs.default("console=ttyS0,115200 quiet"),
+    /** Kernel arguments added to the installed host's own (its boot loader's APPEND lines). */
+    hostKernelArgs: kernelArgs.default(""),
     /** Seconds a machine may wait in a state before it fails, overriding the defaults. */
     stateTimeouts: stateTimeouts.default({}),
   })
@@ -111,6 +123,8 @@ const envNames: Record<string, keyof z.infer<typeof ConfigSchema>> = {
   WEFT_DHCP_PORT: "dhcpPort",
   WEFT_TFTP_PORT: "tftpPort",
   WEFT_STATE_TIMEOUTS: "stateTimeouts",
+  WEFT_MAINTENANCE_CMDLINE: "maintenanceCmdline",
+  WEFT_HOST_KERNEL_ARGS: "hostKernelArgs",
 };
 
 export function readConfigFile(file: string): Record<string, unknown> {

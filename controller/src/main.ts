@@ -33,6 +33,14 @@ const program = new Command("weft-controller")
     "--state-timeouts <state=seconds,...>",
     "deadlines of the waiting states, e.g. rebooting=900 (env WEFT_STATE_TIMEOUTS)",
   )
+  .option(
+    "--maintenance-cmdline <args>",
+    'kernel arguments of the maintenance OS (env WEFT_MAINTENANCE_CMDLINE; default "console=ttyS0,115200 quiet")',
+  )
+  .option(
+    "--host-kernel-args <args>",
+    "kernel arguments added to installed hosts' own, e.g. tsc=reliable (env WEFT_HOST_KERNEL_ARGS)",
+  )
   .option("--rotate-admin-token", "replace the admin token (the old one stops working) and write the new one")
   .showHelpAfterError();
 
@@ -60,6 +68,8 @@ async function main(): Promise<void> {
         dhcpRouter: o["dhcpRouter"],
         tftpPort: o["tftpPort"],
         stateTimeouts: o["stateTimeouts"],
+        maintenanceCmdline: o["maintenanceCmdline"],
+        hostKernelArgs: o["hostKernelArgs"],
       },
     });
   } catch (err) {

@@ -28,7 +28,7 @@ const machine = async () =>
 let images: string;
 
 beforeAll(async () => {
-  ctl = await startController(tempDir());
+  ctl = await startController(tempDir(), ["--host-kernel-args", "tsc=reliable"]);
   token = ctl.token();
   images = path.join(ctl.dataDir, "build");
   for (const [name, kind, format, size] of [
@@ -197,12 +197,14 @@ describe("the install flow over the agent protocol", () => {
         commands: {
           id: string;
           kind: string;
-          params: { host: { token: string }; image: { sha256: string } };
+          params: { host: { token: string }; image: { sha256: string }; kernelArgs?: string[] };
         }[];
       }
     ).commands;
     expect(cmds).toHaveLength(1);
     expect(cmds[0]).toMatchObject({ id: jobId, kind: "install-host" });
+    // --host-kernel-args reaches the agent, which adds them to the installed system's boot entry.
+    expect(cmds[0]!.params.kernelArgs).toEqual(["tsc=reliable"]);
     hostToken = cmds[0]!.params.host.token;
     const empty = await api(
       "POST",

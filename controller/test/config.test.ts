@@ -78,6 +78,24 @@ describe("configuration precedence", () => {
     ).toEqual({ releasing: 90 });
   });
 
+  it("takes kernel arguments as words, and refuses what could leave the command line", () => {
+    expect(loadConfig({ flags: {}, env: {} }).hostKernelArgs).toBe("");
+    const c = loadConfig({
+      flags: { hostKernelArgs: "tsc=reliable" },
+      env: { WEFT_MAINTENANCE_CMDLINE: "console=ttyS0,115200 quiet tsc=reliable" },
+    });
+    expect(c.hostKernelArgs).toBe("tsc=reliable");
+    expect(c.maintenanceCmdline).toBe("console=ttyS0,115200 quiet tsc=reliable");
+    for (const bad of ["quiet\nboot http://elsewhere/x", "a  b", " quiet", "$(id)"]) {
+      expect(() => loadConfig({ flags: { maintenanceCmdline: bad }, env: {} }), bad).toThrow(
+        /invalid configuration/,
+      );
+      expect(() => loadConfig({ flags: { hostKernelArgs: bad }, env: {} }), bad).toThrow(
+        /invalid configuration/,
+      );
+    }
+  });
+
   it("refuses a config file that does not exist", () => {
     expect(() => loadConfig({ flags: {}, env: {}, file: "/nonexistent/weft.yaml" })).toThrow(
       /cannot read config file/,

@@ -9,14 +9,26 @@ import { existsSync, mkdirSync } from "node:fs";
 import net from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { NETWORK, labPaths, type LabConfig } from "./config.js";
+import type { Accel } from "./accel.js";
 import type { LabSystem } from "./exec.js";
 import { recordProcess, type ProcessRecord } from "./procs.js";
 
 export type ControllerStart =
   { started: true; process: ProcessRecord; args: string[] } | { started: false; reason: string };
 
+/**
+ * Kernel arguments the lab's servers need, in the maintenance OS and once installed. With more
+ * than one vCPU under TCG the kernel finds the vCPUs' TSCs out of step and falls back to the
+ * HPET, each read of which is an emulated device access: the host OS with two vCPUs, booted
+ * straight from its kernel, started its agent after 60 s that way and 47 s with the TSC. TCG
+ * derives every vCPU's TSC from one host counter, so trusting it is safe here.
+ */
+export function serverKernelArgs(accel: Accel, vcpus: number): string[] {
+  return accel === "tcg" && vcpus > 1 ? ["tsc=reliable"] : [];
+}
+
 /** The controller's flags: its state in the lab, netboot on the provisioning bridge. */
-export function controllerArgs(config: LabConfig): string[] {
+export function controllerArgs(config: LabConfig, kernelArgs: readonly string[] = []): string[] {
   const paths = labPaths(config.stateDir);
   const net = NETWORK.ipv4.split(".").slice(0, 3).join(".");
   return [
@@ -34,6 +46,14 @@ export function controllerArgs(config: LabConfig): string[] {
     `${net}.0/${NETWORK.ipv4Prefix}`,
     "--dhcp-range",
     `${net}.100-${net}.199`,
+    ...(kernelArgs.length === 0
+      ? []
+      : [
+          "--maintenance-cmdline",
+          ["console=ttyS0,115200", "quiet", ...kernelArgs].join(" "),
+          "--host-kernel-args",
+          kernelArgs.join(" "),
+        ]),
   ];
 }
 
@@ -44,6 +64,7 @@ export async function startController(
   sys: LabSystem,
   config: LabConfig,
   entry: string,
+  kernelArgs: readonly string[] = [],
 ): Promise<ControllerStart> {
   if (!existsSync(entry)) {
     return {
@@ -60,7 +81,7 @@ export async function startController(
   }
   const paths = labPaths(config.stateDir);
   mkdirSync(paths.controllerData, { recursive: true });
-  const args = controllerArgs(config);
+  const args = controllerArgs(config, kernelArgs);
   // `ip netns exec` replaces itself with the command, so the PID is the controller's.
   const pid = await sys.spawnDetached(
     "ip",

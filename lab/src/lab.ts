@@ -21,7 +21,7 @@ import {
   MAX_SERVERS,
   type LabConfig,
 } from "./config.js";
-import { startController, type ControllerStart } from "./controller.js";
+import { serverKernelArgs, startController, type ControllerStart } from "./controller.js";
 import { libvirtResponds, startLibvirt, startRouterAdvertiser } from "./daemons.js";
 import { LabError } from "./errors.js";
 import type { LabSystem } from "./exec.js";
@@ -228,7 +228,12 @@ export async function up(sys: LabSystem, rawConfig: LabConfig, opts: UpOptions):
     if (prevController !== undefined && !networkCreated) {
       controller = { started: true, process: prevController, already: true };
     } else {
-      controller = await startController(sys, config, opts.controllerEntry);
+      controller = await startController(
+        sys,
+        config,
+        opts.controllerEntry,
+        serverKernelArgs(accel.accel, opts.vcpus),
+      );
       if (controller.started) {
         state.processes["controller"] = controller.process;
         changedStep("started the controller");

@@ -8,7 +8,7 @@ import {
   serverMac,
   serverName,
 } from "../src/config.js";
-import { controllerArgs } from "../src/controller.js";
+import { controllerArgs, serverKernelArgs } from "../src/controller.js";
 import { cleanConsole } from "../src/lab.js";
 import { checkTools } from "../src/preflight.js";
 import { serverRegistrations } from "../src/register.js";
@@ -130,6 +130,18 @@ describe("the lab's controller", () => {
       "10.77.0.0/24",
       "--dhcp-range",
       "10.77.0.100-10.77.0.199",
+    ]);
+  });
+
+  it("trusts the TSC of servers with several vCPUs under TCG, in the maintenance OS and once installed", () => {
+    expect(serverKernelArgs("tcg", 1)).toEqual([]);
+    expect(serverKernelArgs("kvm", 2)).toEqual([]);
+    expect(serverKernelArgs("tcg", 2)).toEqual(["tsc=reliable"]);
+    expect(controllerArgs(config, ["tsc=reliable"]).slice(-4)).toEqual([
+      "--maintenance-cmdline",
+      "console=ttyS0,115200 quiet tsc=reliable",
+      "--host-kernel-args",
+      "tsc=reliable",
     ]);
   });
 

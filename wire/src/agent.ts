@@ -70,6 +70,11 @@ export const HeartbeatRequest = z
 export type HeartbeatRequest = z.infer<typeof HeartbeatRequest>;
 
 /** Install a host OS image on the machine's disk, write its identity, reboot. */
+/** One word of a kernel command line: no space, newline or shell character. */
+export const KernelArg = z
+  .string()
+  .regex(/^[\w.,:=/+@-]{1,256}$/, "a kernel argument is 1 to 256 of letters, digits and _.,:=/+@-");
+
 export const InstallHostParams = z.object({
   image: z.object({
     name: z.string(),
@@ -87,6 +92,12 @@ export const InstallHostParams = z.object({
     controllerUrl: z.string().url(),
     token: z.string(),
   }),
+  /**
+   * Words appended to the kernel command line of the installed system (its extlinux APPEND
+   * lines), e.g. `tsc=reliable` where the hardware's clock needs it. No spaces or newlines in a
+   * word: nothing here can add a line to the boot loader's configuration.
+   */
+  kernelArgs: z.array(KernelArg).max(64).optional(),
   /**
    * libvirtd over TLS: the controller's CA, the host's server certificate and key (issued at
    * dispatch, never stored by the controller), and the client DNs libvirtd lets in.

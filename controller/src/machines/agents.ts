@@ -29,6 +29,8 @@ export class Agents {
     private readonly bootUrl: string,
     /** TLS for hosts' libvirtd and their guest networking; without it hosts get neither. */
     private readonly hostSetup?: HostSetup,
+    /** Added to the kernel command line of every host installed from here. */
+    private readonly hostKernelArgs: readonly string[] = [],
   ) {}
 
   /** When each unreachable host's libvirt was last tried (at most one check per 30 s). */
@@ -230,6 +232,7 @@ export class Agents {
           kind: "install-host",
           params: {
             ...(tls ? { tls } : {}),
+            ...(this.hostKernelArgs.length > 0 ? { kernelArgs: [...this.hostKernelArgs] } : {}),
             image: {
               name: machine.image.name,
               url: `${this.bootUrl}/boot/images/${machine.image.name}`,
