@@ -1,5 +1,7 @@
 // TFTP throughput on loopback: Weft against tftpd-hpa and atftpd, all fetched by the same
-// client (atftp), at blksize 512, 1468, and 1468 with windowsize 16.
+// client (atftp), at blksize 512, 1468, and 1468 with windowsize 16. Weft runs twice: on its
+// native UDP channel (what the daemon uses) and on node:dgram (its fallback), to show what
+// the channel is worth.
 //
 //   npx tsx controller/bench/tftp.ts [--size MiB] [--reps N]
 //
@@ -28,7 +30,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { TftpServer } from "../src/netboot/tftp/index.js";
 import { Netns, uniqueName } from "../test/helpers/netns.js";
-import type { TftpTransferEvent } from "../src/netboot/tftp/index.js";
+import type { DataPath, TftpTransferEvent } from "../src/netboot/tftp/index.js";
 import { decodePacket, encodePacket, Opcode } from "../src/netboot/tftp/packet.js";
 
 const HOST = "127.0.0.1";
@@ -41,6 +43,7 @@ const { values: flags } = parseArgs({
     reps: { type: "string", default: "5" },
     verbose: { type: "boolean", default: false },
     "serve-weft": { type: "string" },
+    "data-path": { type: "string", default: "native" },
     "in-netns": { type: "boolean", default: false },
   },
 });
@@ -113,8 +116,8 @@ function childCpuSampler(pid: number): { stop: () => number } {
 }
 
 /** Weft in its own process, like the C servers: prints its port, then one line per transfer. */
-async function serveWeft(root: string): Promise<void> {
-  const server = new TftpServer({ root, host: HOST, port: 0 });
+async function serveWeft(root: string, dataPath: DataPath): Promise<void> {
+  const server = new TftpServer({ root, host: HOST, port: 0, dataPath });
   server.on("transfer-complete", (e) => console.log(JSON.stringify(e)));
   const { port } = await server.listen();
   console.log(JSON.stringify({ port }));
@@ -242,6 +245,45 @@ function median(xs: number[]): number | undefined {
   return s.length % 2 ? s[mid] : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
 }
 
+/** Weft in its own process on one data path; its transfer events are collected in `events`. */
+async function startWeft(
+  name: string,
+  dataPath: DataPath,
+  root: string,
+  events: TftpTransferEvent[],
+): Promise<Server> {
+  const server: Server = { name, port: 0, cpuMs: () => 0 };
+  try {
+    const child = spawn(
+      process.execPath,
+      [...process.execArgv, process.argv[1] as string, "--serve-weft", root, "--data-path", dataPath],
+      { stdio: ["ignore", "pipe", "inherit"] },
+    );
+    children.add(child);
+    let buffered = "";
+    const ready = new Promise<number>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`${name} did not start`)), 30_000);
+      child.stdout?.on("data", (d: Buffer) => {
+        buffered += d.toString();
+        let nl;
+        while ((nl = buffered.indexOf("\n")) >= 0) {
+          const line = JSON.parse(buffered.slice(0, nl)) as { port?: number } & TftpTransferEvent;
+          buffered = buffered.slice(nl + 1);
+          if (line.port !== undefined && line.file === undefined) {
+            clearTimeout(t);
+            resolve(line.port);
+          } else events.push(line);
+        }
+      });
+    });
+    server.port = await ready;
+    server.cpuMs = () => procCpuMs(child.pid as number);
+  } catch (err) {
+    server.skipped = (err as Error).message;
+  }
+  return server;
+}
+
 async function main(): Promise<void> {
   process.once("SIGINT", () => {
     for (const child of children) if (child.pid !== undefined) process.kill(child.pid, "SIGKILL");
@@ -254,38 +296,10 @@ async function main(): Promise<void> {
   await writeFile(path.join(root, "ready"), "ok");
 
   const weftEvents: TftpTransferEvent[] = [];
-  const weft: Server = { name: "weft", port: 0, cpuMs: () => 0 };
-  try {
-    const child = spawn(
-      process.execPath,
-      [...process.execArgv, process.argv[1] as string, "--serve-weft", root],
-      {
-        stdio: ["ignore", "pipe", "inherit"],
-      },
-    );
-    children.add(child);
-    let buffered = "";
-    const ready = new Promise<number>((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error("weft server did not start")), 30_000);
-      child.stdout?.on("data", (d: Buffer) => {
-        buffered += d.toString();
-        let nl;
-        while ((nl = buffered.indexOf("\n")) >= 0) {
-          const line = JSON.parse(buffered.slice(0, nl)) as { port?: number } & TftpTransferEvent;
-          buffered = buffered.slice(nl + 1);
-          if (line.port !== undefined && line.file === undefined) {
-            clearTimeout(t);
-            resolve(line.port);
-          } else weftEvents.push(line);
-        }
-      });
-    });
-    weft.port = await ready;
-    weft.cpuMs = () => procCpuMs(child.pid as number);
-  } catch (err) {
-    weft.skipped = (err as Error).message;
-  }
-  const servers: Server[] = [weft];
+  const servers: Server[] = [
+    await startWeft("weft", "native", root, weftEvents),
+    await startWeft("weft (dgram)", "dgram", root, weftEvents),
+  ];
 
   const hpa: Server = { name: "tftpd-hpa", port: 0, cpuMs: () => 0 };
   try {
@@ -355,6 +369,7 @@ async function main(): Promise<void> {
   const wrongSize = weftEvents.filter((e) => e.file === FILE && e.bytes !== sizeMiB * 1024 * 1024);
   if (wrongSize.length > 0) console.error(`WARNING: ${wrongSize.length} Weft transfers were short`);
   const retransmits = weftEvents.reduce((n, e) => n + e.retransmits, 0);
+  const byPath = (p: DataPath) => weftEvents.filter((e) => e.file === FILE && e.dataPath === p).length;
 
   const fmt = (xs: number[] | undefined) => {
     if (xs === undefined || xs.length === 0) return "—";
@@ -368,7 +383,7 @@ async function main(): Promise<void> {
       row.push(server.skipped ? "skipped" : fmt(results.get(`${server.name}|${setting.name}`)));
     const weftRuns = results.get(`weft|${setting.name}`) ?? [];
     const others = servers
-      .filter((s) => s.name !== "weft")
+      .filter((s) => !s.name.startsWith("weft"))
       .map((s) => results.get(`${s.name}|${setting.name}`) ?? [])
       .filter((xs) => xs.length > 0);
     const weftMedian = median(weftRuns);
@@ -408,6 +423,7 @@ async function main(): Promise<void> {
   console.log(`|${cpuWidths.map((w) => "-".repeat(w + 2)).join("|")}|`);
   for (const row of cpuRows) console.log(cpuLine(row));
   console.log(`Weft retransmissions during the bench: ${retransmits}`);
+  console.log(`Weft transfers by data path: native ${byPath("native")}, dgram ${byPath("dgram")}`);
   console.log(
     `load average at start ${load0.toFixed(2)}, at end ${(loadavg()[0] ?? 0).toFixed(2)} (2 cores)`,
   );
@@ -439,6 +455,9 @@ async function inNamespace(): Promise<number> {
   }
 }
 
-if (flags["serve-weft"] !== undefined) await serveWeft(flags["serve-weft"]);
-else if (flags["in-netns"]) await main();
+if (flags["serve-weft"] !== undefined) {
+  const dataPath = flags["data-path"];
+  if (dataPath !== "native" && dataPath !== "dgram") throw new Error("--data-path is native or dgram");
+  await serveWeft(flags["serve-weft"], dataPath);
+} else if (flags["in-netns"]) await main();
 else process.exitCode = await inNamespace();

@@ -11,7 +11,8 @@ import {
   toNetascii,
 } from "../src/netboot/tftp/source.js";
 import { Transfer } from "../src/netboot/tftp/transfer.js";
-import type { TransferResult, TransferSocket } from "../src/netboot/tftp/transfer.js";
+import type { TransferResult } from "../src/netboot/tftp/transfer.js";
+import type { TransferSocket } from "../src/netboot/tftp/udp-channel.js";
 
 class FakeSocket implements TransferSocket {
   readonly sent: Buffer[] = [];

@@ -80,7 +80,8 @@ function capturingLogger(): { log: TftpLogger; lines: Record<string, unknown>[] 
   return { log: pino({ level: "debug" }, sink), lines };
 }
 
-describe("tftp server with real clients", () => {
+// Both data paths: the native UDP channel (the default) and node:dgram (its fallback).
+describe.each(["native", "dgram"] as const)("tftp server with real clients, %s data path", (dataPath) => {
   let dir: string;
   let root: string;
   let out: string;
@@ -116,6 +117,7 @@ describe("tftp server with real clients", () => {
       log: logged.log,
       timeoutMs: 100,
       maxRetries: 20,
+      dataPath,
       resolve: (name) => {
         if (name === "generated/hello.ipxe") return { size: 13, data: Buffer.from("#!ipxe\nshell\n") };
         if (name === "generated/explode") throw new Error("resolver bug");
@@ -173,6 +175,8 @@ describe("tftp server with real clients", () => {
     expect((await atftpGet(port, "boot/ipxe.efi", local, ["blksize 1468"])).code).toBe(0);
     const event = completed.slice(before).find((e) => e.file === "boot/ipxe.efi");
     expect(event).toMatchObject({ bytes: 1_000_003, blksize: 1468, source: "root", remoteAddress: HOST });
+    // The native channel is built by the setup: a silent fallback to node:dgram fails here.
+    expect(event?.dataPath).toBe(dataPath);
     expect(event?.durationMs).toBeGreaterThan(0);
   });
 

@@ -3,8 +3,9 @@
 //
 // Layout: packet.ts is the pure codec; options.ts decides what a request is granted;
 // paths.ts maps a requested name into the root; source.ts reads files and caller-provided
-// content ahead of the sender; transfer.ts runs one transfer on its own socket; server.ts
-// listens, applies policy (modes, limits, refusals), logs and emits events.
+// content ahead of the sender; transfer.ts runs one transfer on its own socket, which
+// udp-channel.ts opens (Weft's native UDP channel, or node:dgram); server.ts listens, applies
+// policy (modes, limits, refusals), logs and emits events.
 //
 // Behaviour worth knowing when wiring or operating it:
 // - Names are relative to the root; a leading "/" is dropped ("/etc/passwd" is
@@ -34,5 +35,7 @@ export type {
   TftpTransferFailedEvent,
 } from "./server.js";
 export type { VirtualFile } from "./source.js";
+export { nativeChannelStatus } from "./udp-channel.js";
+export type { DataPath } from "./udp-channel.js";
 export { ErrorCode, Opcode, TftpPacketError, decodePacket, encodePacket } from "./packet.js";
 export type { TftpPacket } from "./packet.js";

@@ -26,6 +26,8 @@ import { BlockFeeder, fdReader, netasciiReader, virtualReader } from "./source.j
 import type { ChunkReader, VirtualFile } from "./source.js";
 import { Transfer } from "./transfer.js";
 import type { TransferResult } from "./transfer.js";
+import { nativeChannelStatus, openTransferSocket } from "./udp-channel.js";
+import type { DataPath, TransferSocket } from "./udp-channel.js";
 
 /** The subset of a pino logger the server uses; a pino Logger satisfies it. */
 export interface TftpLogger {
@@ -79,6 +81,11 @@ export interface TftpServerOptions {
   readonly maxBlockSize?: number;
   /** Largest windowsize granted. Default 64 blocks. */
   readonly maxWindowSize?: number;
+  /**
+   * How transfers send and receive: "native" (default) uses Weft's native UDP channel when
+   * it is built and falls back to node:dgram when it is not; "dgram" always uses node:dgram.
+   */
+  readonly dataPath?: DataPath;
 }
 
 export interface TftpTransferEvent extends TftpRequestInfo {
@@ -93,6 +100,8 @@ export interface TftpTransferEvent extends TftpRequestInfo {
   readonly blocks: number;
   readonly retransmits: number;
   readonly durationMs: number;
+  /** The socket implementation the transfer ran on. */
+  readonly dataPath: DataPath;
 }
 
 export interface TftpTransferFailedEvent extends TftpTransferEvent {
@@ -141,6 +150,7 @@ export class TftpServer extends EventEmitter<TftpServerEvents> {
   private readonly timeoutMs: number;
   private readonly maxRetries: number;
   private readonly limits: NegotiationLimits;
+  private readonly dataPath: DataPath;
   private socket: Socket | undefined;
   private realRoot: string | undefined;
   private closing = false;
@@ -163,6 +173,7 @@ export class TftpServer extends EventEmitter<TftpServerEvents> {
       maxBlockSize: Math.min(opts.maxBlockSize ?? BLKSIZE_MAX, BLKSIZE_MAX),
       maxWindowSize: Math.min(opts.maxWindowSize ?? 64, 65535),
     };
+    this.dataPath = opts.dataPath ?? "native";
   }
 
   /** Start listening. Resolves with the bound address once requests are accepted. */
@@ -198,7 +209,18 @@ export class TftpServer extends EventEmitter<TftpServerEvents> {
       }
     });
     const bound = socket.address();
-    this.log.info({ address: bound.address, port: bound.port, root: this.realRoot }, "tftp listening");
+    const native = nativeChannelStatus();
+    const dataPath = this.dataPath === "native" && native.available ? "native" : "dgram";
+    this.log.info(
+      { address: bound.address, port: bound.port, root: this.realRoot, dataPath },
+      "tftp listening",
+    );
+    if (this.dataPath === "native" && !native.available) {
+      this.log.warn(
+        { reason: native.reason },
+        "tftp native UDP channel unavailable; transfers use node:dgram",
+      );
+    }
     return { address: bound.address, port: bound.port };
   }
 
@@ -349,14 +371,16 @@ export class TftpServer extends EventEmitter<TftpServerEvents> {
       throw err;
     }
     const opened = await this.openSource(relative, who);
-    let socket: Socket | undefined;
+    let socket: TransferSocket | undefined;
     try {
       if (this.closing)
         throw new Refusal(ErrorCode.NOT_DEFINED, "server shutting down", "server shutting down");
       const netascii = mode === "netascii";
       const negotiated = negotiateRead(packet.options, netascii ? undefined : opened.size, this.limits);
       const reader = netascii ? netasciiReader(opened.reader) : opened.reader;
-      socket = await this.transferSocket(who);
+      const channel = await openTransferSocket(this.dataPath, this.host, who.remoteAddress, who.remotePort);
+      socket = channel.socket;
+      const dataPath = channel.path;
       if (this.closing)
         throw new Refusal(ErrorCode.NOT_DEFINED, "server shutting down", "server shutting down");
       const feeder = new BlockFeeder(reader, READ_AHEAD + negotiated.blksize * negotiated.windowsize);
@@ -367,6 +391,7 @@ export class TftpServer extends EventEmitter<TftpServerEvents> {
         mode,
         blksize: negotiated.blksize,
         windowsize: negotiated.windowsize,
+        dataPath,
       } as const;
       const log = this.log.child({ remote: `${who.remoteAddress}:${who.remotePort}`, file: relative });
       const transfer = new Transfer(
@@ -382,7 +407,7 @@ export class TftpServer extends EventEmitter<TftpServerEvents> {
         (result) => this.onTransferEnd(key, log, base, result),
       );
       this.active.set(key, transfer);
-      log.debug({ mode, size: opened.size, options: negotiated.oack }, "tftp transfer started");
+      log.debug({ mode, size: opened.size, options: negotiated.oack, dataPath }, "tftp transfer started");
       transfer.start();
     } catch (err) {
       opened.reader.close();
@@ -436,25 +461,6 @@ export class TftpServer extends EventEmitter<TftpServerEvents> {
       if (fd !== undefined) close(fd, () => {});
       throw mapFsError(err);
     }
-  }
-
-  private async transferSocket(who: TftpRequestInfo): Promise<Socket> {
-    const socket = createSocket({ type: isIPv6(who.remoteAddress) ? "udp6" : "udp4" });
-    try {
-      await new Promise<void>((resolve, reject) => {
-        socket.once("error", reject);
-        socket.bind({ address: this.host, port: 0 }, () => {
-          socket.connect(who.remotePort, who.remoteAddress, () => {
-            socket.off("error", reject);
-            resolve();
-          });
-        });
-      });
-    } catch (err) {
-      socket.close();
-      throw err;
-    }
-    return socket;
   }
 }
 

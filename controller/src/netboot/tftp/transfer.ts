@@ -21,14 +21,7 @@ import { performance } from "node:perf_hooks";
 import { decodePacket, encodePacket, ErrorCode, Opcode, writeDataHeader } from "./packet.js";
 import type { TftpOption } from "./packet.js";
 import type { BlockFeeder } from "./source.js";
-
-/** What a transfer needs of its socket: a node:dgram Socket connected to the client fits. */
-export interface TransferSocket {
-  send(msg: Buffer): void;
-  on(event: "message", listener: (msg: Buffer) => void): unknown;
-  on(event: "error", listener: (err: Error) => void): unknown;
-  close(): void;
-}
+import type { TransferSocket } from "./udp-channel.js";
 
 export interface TransferParams {
   readonly socket: TransferSocket;

@@ -1,0 +1,353 @@
+// A connected UDP socket watched by Node's own event loop: the data path of a TFTP transfer.
+//
+// Why not node:dgram: a lock-step transfer (RFC 1350) costs one received ACK and one sent
+// DATA per block, and node:dgram spends more on each datagram than the kernel does: a 64 KiB
+// allocation per read and one more for the read that finds the queue empty, an address
+// string per datagram, a request object per send. Here a datagram is read into a buffer the
+// transfer owns and handed to JavaScript as a length, and a send is one send(2).
+//
+// This file moves bytes and nothing else: every packet is parsed in TypeScript. Each read is
+// bounded by the buffer JavaScript gave; each send by the Buffer JavaScript passes.
+//
+//   new Channel(family, localAddress, remoteAddress, remotePort, recvBuffer, onMessage, onError)
+//     onMessage(length, truncated)  a datagram is in recvBuffer[0, length)
+//     onError(errno)                a negative errno from the socket, e.g. -ECONNREFUSED
+//   channel.localPort() -> number
+//   channel.send(buffer, offset, length) -> 0, or a negative errno
+//   channel.close()
+
+#define NAPI_VERSION 8
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <node_api.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uv.h>
+
+typedef struct {
+  napi_env env;
+  int fd;
+  int polling;  // uv_poll_t initialised; its memory is released only after uv_close
+  int closed;   // close() called, or the socket failed to open
+  int poll_closed;  // uv_close has called back: the uv handle's memory is free to go
+  int freed;        // the JS object was collected; the uv_close callback frees the struct
+  uv_poll_t poll;
+  unsigned char* data;  // recvBuffer's bytes, kept alive by `buffer`
+  size_t cap;
+  napi_ref buffer, on_message, on_error, self;
+  napi_async_context context;
+} channel_t;
+
+#define CHECK(call)                                     \
+  do {                                                  \
+    if ((call) != napi_ok) {                            \
+      napi_throw_error(env, "ERR_WEFT_UDP", #call);     \
+      return NULL;                                      \
+    }                                                   \
+  } while (0)
+
+static void release_js(channel_t* ch) {
+  napi_env env = ch->env;
+  if (ch->buffer) napi_delete_reference(env, ch->buffer);
+  if (ch->on_message) napi_delete_reference(env, ch->on_message);
+  if (ch->on_error) napi_delete_reference(env, ch->on_error);
+  if (ch->context) napi_async_destroy(env, ch->context);
+  ch->buffer = ch->on_message = ch->on_error = NULL;
+  ch->context = NULL;
+  ch->data = NULL;
+  ch->cap = 0;
+}
+
+static void on_poll_closed(uv_handle_t* handle) {
+  channel_t* ch = handle->data;
+  ch->poll_closed = 1;
+  if (ch->freed) free(ch);
+}
+
+// Stop watching, close the descriptor and let go of the JS values; the JS object stays.
+static void shut(channel_t* ch) {
+  if (ch->closed) return;
+  ch->closed = 1;
+  if (ch->polling) {
+    uv_poll_stop(&ch->poll);
+    uv_close((uv_handle_t*)&ch->poll, on_poll_closed);
+  }
+  if (ch->fd >= 0) close(ch->fd);
+  ch->fd = -1;
+  release_js(ch);
+  // The object was held while open so that a transfer nobody references keeps running.
+  if (ch->self) {
+    uint32_t left;
+    napi_reference_unref(ch->env, ch->self, &left);
+  }
+}
+
+static void finalize(napi_env env, void* data, void* hint) {
+  (void)hint;
+  channel_t* ch = data;
+  if (ch->self) napi_delete_reference(env, ch->self);
+  ch->self = NULL;
+  if (!ch->closed) {
+    // Only at environment teardown: an open channel holds its own object. Close the
+    // descriptor; the uv handle is left to the loop being torn down with the process.
+    if (ch->polling) uv_poll_stop(&ch->poll);
+    if (ch->fd >= 0) close(ch->fd);
+    return;
+  }
+  // A uv handle's memory must outlive uv_close; free it there when one was started.
+  if (ch->polling && !ch->poll_closed) ch->freed = 1;
+  else free(ch);
+}
+
+// Call a JS callback as an event-loop entry point: microtasks run after it, and a throw
+// becomes an uncaught exception as it would from node:dgram.
+static void call_js(channel_t* ch, napi_ref fn_ref, size_t argc, napi_value* argv) {
+  napi_env env = ch->env;
+  napi_value fn, recv, result;
+  if (napi_get_reference_value(env, fn_ref, &fn) != napi_ok || fn == NULL) return;
+  // napi_make_callback wants an object for `this`: the channel itself.
+  if (napi_get_reference_value(env, ch->self, &recv) != napi_ok || recv == NULL) return;
+  if (napi_make_callback(env, ch->context, recv, fn, argc, argv, &result) == napi_pending_exception) {
+    napi_value error;
+    napi_get_and_clear_last_exception(env, &error);
+    napi_fatal_exception(env, error);
+  }
+}
+
+static void report_error(channel_t* ch, int negative_errno) {
+  napi_value arg;
+  napi_create_int32(ch->env, negative_errno, &arg);
+  call_js(ch, ch->on_error, 1, &arg);
+}
+
+static void on_readable(uv_poll_t* handle, int status, int events) {
+  (void)events;
+  channel_t* ch = handle->data;
+  if (ch->closed) return;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(ch->env, &scope) != napi_ok) return;
+  if (status < 0) {
+    // libuv reports EPOLLERR as UV_EBADF and stops polling; the socket knows the real error,
+    // e.g. ECONNREFUSED from an ICMP port unreachable (RFC 1122 4.1.3.3).
+    int soerr = 0;
+    socklen_t len = sizeof(soerr);
+    if (getsockopt(ch->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) == 0 && soerr != 0) status = -soerr;
+    report_error(ch, status);  // libuv errors are negative errnos on Linux
+  } else {
+    // One datagram per wake-up: in a transfer at most one is usually queued, and reading
+    // until EAGAIN would cost a second recv(2) per ACK. Level-triggered polling brings the
+    // loop back at once for any datagram left.
+    ssize_t n = recv(ch->fd, ch->data, ch->cap, MSG_TRUNC);
+    if (n >= 0) {
+      napi_value argv[2];
+      size_t length = (size_t)n > ch->cap ? ch->cap : (size_t)n;
+      napi_create_uint32(ch->env, (uint32_t)length, &argv[0]);
+      napi_get_boolean(ch->env, (size_t)n > ch->cap, &argv[1]);
+      call_js(ch, ch->on_message, 2, argv);
+    } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+      report_error(ch, -errno);
+    }
+  }
+  napi_close_handle_scope(ch->env, scope);
+}
+
+static int parse_address(int family, const char* text, uint16_t port, struct sockaddr_storage* out,
+                         socklen_t* len) {
+  memset(out, 0, sizeof(*out));
+  if (family == 4) {
+    struct sockaddr_in* a = (struct sockaddr_in*)out;
+    a->sin_family = AF_INET;
+    a->sin_port = htons(port);
+    *len = sizeof(*a);
+    return inet_pton(AF_INET, text, &a->sin_addr) == 1 ? 0 : -EINVAL;
+  }
+  struct sockaddr_in6* a = (struct sockaddr_in6*)out;
+  a->sin6_family = AF_INET6;
+  a->sin6_port = htons(port);
+  *len = sizeof(*a);
+  return inet_pton(AF_INET6, text, &a->sin6_addr) == 1 ? 0 : -EINVAL;
+}
+
+static napi_value throw_errno(napi_env env, int negative_errno, const char* what) {
+  char message[160];
+  snprintf(message, sizeof(message), "%s: %s", what, strerror(-negative_errno));
+  napi_value code, msg, error;
+  napi_create_int32(env, negative_errno, &code);
+  napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &msg);
+  napi_create_error(env, NULL, msg, &error);
+  napi_set_named_property(env, error, "errno", code);
+  napi_throw(env, error);
+  return NULL;
+}
+
+static napi_value construct(napi_env env, napi_callback_info info) {
+  size_t argc = 7;
+  napi_value argv[7], self;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, &self, NULL));
+  if (argc != 7) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_COUNT", "Channel takes 7 arguments");
+    return NULL;
+  }
+  int32_t family, remote_port;
+  char local[64], remote[64];
+  size_t ignored;
+  bool is_buffer;
+  napi_valuetype t5, t6;
+  if (napi_get_value_int32(env, argv[0], &family) != napi_ok || (family != 4 && family != 6) ||
+      napi_get_value_string_utf8(env, argv[1], local, sizeof(local), &ignored) != napi_ok ||
+      napi_get_value_string_utf8(env, argv[2], remote, sizeof(remote), &ignored) != napi_ok ||
+      napi_get_value_int32(env, argv[3], &remote_port) != napi_ok || remote_port < 1 ||
+      remote_port > 65535 || napi_is_buffer(env, argv[4], &is_buffer) != napi_ok || !is_buffer ||
+      napi_typeof(env, argv[5], &t5) != napi_ok || t5 != napi_function ||
+      napi_typeof(env, argv[6], &t6) != napi_ok || t6 != napi_function) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE",
+                          "Channel(family 4|6, local, remote, port, Buffer, fn, fn)");
+    return NULL;
+  }
+  struct sockaddr_storage local_addr, remote_addr;
+  socklen_t local_len, remote_len;
+  if (parse_address(family, local, 0, &local_addr, &local_len) < 0 ||
+      parse_address(family, remote, (uint16_t)remote_port, &remote_addr, &remote_len) < 0) {
+    napi_throw_type_error(env, "ERR_INVALID_IP_ADDRESS", "not an IP address of that family");
+    return NULL;
+  }
+
+  channel_t* ch = calloc(1, sizeof(*ch));
+  if (ch == NULL) return throw_errno(env, -ENOMEM, "calloc");
+  ch->env = env;
+  ch->fd = socket(family == 4 ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (ch->fd < 0) {
+    int err = -errno;
+    free(ch);
+    return throw_errno(env, err, "socket");
+  }
+  if (napi_wrap(env, self, ch, finalize, NULL, &ch->self) != napi_ok) {
+    close(ch->fd);
+    free(ch);
+    napi_throw_error(env, "ERR_WEFT_UDP", "napi_wrap failed");
+    return NULL;
+  }
+  // From here the finalizer owns `ch`; shut() on any failure closes the descriptor.
+  int err = 0;
+  const char* what = NULL;
+  if (bind(ch->fd, (struct sockaddr*)&local_addr, local_len) < 0) {
+    err = -errno;
+    what = "bind";
+  } else if (connect(ch->fd, (struct sockaddr*)&remote_addr, remote_len) < 0) {
+    err = -errno;
+    what = "connect";
+  }
+  if (what != NULL) {
+    shut(ch);
+    return throw_errno(env, err, what);
+  }
+  void* data;
+  napi_value name;
+  if (napi_get_buffer_info(env, argv[4], &data, &ch->cap) != napi_ok ||
+      napi_create_reference(env, argv[4], 1, &ch->buffer) != napi_ok ||
+      napi_create_reference(env, argv[5], 1, &ch->on_message) != napi_ok ||
+      napi_create_reference(env, argv[6], 1, &ch->on_error) != napi_ok ||
+      napi_create_string_utf8(env, "WeftUdpChannel", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_async_init(env, self, name, &ch->context) != napi_ok) {
+    shut(ch);
+    napi_throw_error(env, "ERR_WEFT_UDP", "could not keep the channel's values");
+    return NULL;
+  }
+  ch->data = data;
+  uv_loop_t* loop;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok) {
+    shut(ch);
+    napi_throw_error(env, "ERR_WEFT_UDP", "no event loop");
+    return NULL;
+  }
+  int rc = uv_poll_init_socket(loop, &ch->poll, ch->fd);
+  if (rc == 0) {
+    ch->polling = 1;
+    ch->poll.data = ch;
+    rc = uv_poll_start(&ch->poll, UV_READABLE, on_readable);
+  }
+  if (rc != 0) {
+    shut(ch);
+    return throw_errno(env, rc, "uv_poll");
+  }
+  uint32_t count;
+  napi_reference_ref(env, ch->self, &count);
+  return self;
+}
+
+static channel_t* unwrap(napi_env env, napi_callback_info info, size_t* argc, napi_value* argv) {
+  napi_value self;
+  void* data = NULL;
+  if (napi_get_cb_info(env, info, argc, argv, &self, NULL) != napi_ok ||
+      napi_unwrap(env, self, &data) != napi_ok || data == NULL) {
+    napi_throw_type_error(env, "ERR_INVALID_THIS", "not a Channel");
+    return NULL;
+  }
+  return data;
+}
+
+static napi_value send_datagram(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3], result;
+  channel_t* ch = unwrap(env, info, &argc, argv);
+  if (ch == NULL) return NULL;
+  void* data;
+  size_t size;
+  uint32_t offset, length;
+  bool is_buffer;
+  if (argc != 3 || napi_is_buffer(env, argv[0], &is_buffer) != napi_ok || !is_buffer ||
+      napi_get_buffer_info(env, argv[0], &data, &size) != napi_ok ||
+      napi_get_value_uint32(env, argv[1], &offset) != napi_ok ||
+      napi_get_value_uint32(env, argv[2], &length) != napi_ok || offset > size ||
+      length > size - offset) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "send(buffer, offset, length) out of range");
+    return NULL;
+  }
+  int rc = 0;
+  if (ch->closed) rc = -EBADF;
+  else if (send(ch->fd, (unsigned char*)data + offset, length, 0) < 0) rc = -errno;
+  napi_create_int32(env, rc, &result);
+  return result;
+}
+
+static napi_value local_port(napi_env env, napi_callback_info info) {
+  size_t argc = 0;
+  channel_t* ch = unwrap(env, info, &argc, NULL);
+  if (ch == NULL) return NULL;
+  struct sockaddr_storage addr;
+  socklen_t len = sizeof(addr);
+  int port = -1;
+  if (!ch->closed && getsockname(ch->fd, (struct sockaddr*)&addr, &len) == 0)
+    port = ntohs(addr.ss_family == AF_INET ? ((struct sockaddr_in*)&addr)->sin_port
+                                           : ((struct sockaddr_in6*)&addr)->sin6_port);
+  napi_value result;
+  napi_create_int32(env, port, &result);
+  return result;
+}
+
+static napi_value close_channel(napi_env env, napi_callback_info info) {
+  size_t argc = 0;
+  channel_t* ch = unwrap(env, info, &argc, NULL);
+  if (ch == NULL) return NULL;
+  shut(ch);
+  return NULL;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_property_descriptor methods[] = {
+      {"send", NULL, send_datagram, NULL, NULL, NULL, napi_default_method, NULL},
+      {"localPort", NULL, local_port, NULL, NULL, NULL, napi_default_method, NULL},
+      {"close", NULL, close_channel, NULL, NULL, NULL, napi_default_method, NULL},
+  };
+  napi_value cls;
+  CHECK(napi_define_class(env, "Channel", NAPI_AUTO_LENGTH, construct, NULL,
+                          sizeof(methods) / sizeof(methods[0]), methods, &cls));
+  CHECK(napi_set_named_property(env, exports, "Channel", cls));
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)
