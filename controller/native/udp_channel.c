@@ -6,14 +6,24 @@
 // string per datagram, a request object per send. Here a datagram is read into a buffer the
 // transfer owns and handed to JavaScript as a length, and a send is one send(2).
 //
-// This file moves bytes and nothing else: every packet is parsed in TypeScript. Each read is
-// bounded by the buffer JavaScript gave; each send by the Buffer JavaScript passes.
+// This file moves bytes: packets are parsed and built in TypeScript. Each read is bounded by
+// the buffer JavaScript gave; each send by the Buffer JavaScript passes. The one thing it
+// knows of TFTP is the shape of an ACK, for arming: in lock-step, JavaScript hands over the
+// next DATA packet ahead of time together with the ACK block that releases it, and the
+// channel sends it the moment that ACK arrives, before calling JavaScript. The client then
+// works on the next block while JavaScript does its bookkeeping. An armed packet is sent at
+// most once; any other datagram goes to JavaScript as it is.
 //
 //   new Channel(family, localAddress, remoteAddress, remotePort, recvBuffer, onMessage, onError)
-//     onMessage(length, truncated)  a datagram is in recvBuffer[0, length)
-//     onError(errno)                a negative errno from the socket, e.g. -ECONNREFUSED
+//     onMessage(length, truncated, armed)  a datagram is in recvBuffer[0, length); armed is 1
+//                                          when it was the awaited ACK and the armed packet
+//                                          went out, a negative errno if that send failed,
+//                                          else 0
+//     onError(errno)                       a negative errno from the socket, e.g. -ECONNREFUSED
 //   channel.localPort() -> number
 //   channel.send(buffer, offset, length) -> 0, or a negative errno
+//   channel.arm(buffer, offset, length, ackBlock)   copies the packet; replaces any armed one
+//   channel.disarm()
 //   channel.close()
 
 #define NAPI_VERSION 8
@@ -28,6 +38,9 @@
 #include <unistd.h>
 #include <uv.h>
 
+// The largest packet that can be armed: a DATA packet of RFC 2348's largest block.
+#define ARMED_MAX 65536
+
 typedef struct {
   napi_env env;
   int fd;
@@ -38,6 +51,9 @@ typedef struct {
   uv_poll_t poll;
   unsigned char* data;  // recvBuffer's bytes, kept alive by `buffer`
   size_t cap;
+  unsigned char* armed;  // the armed packet (a copy), allocated on first arm
+  size_t armed_len;
+  int armed_ack;  // the ACK block that releases it, -1 when nothing is armed
   napi_ref buffer, on_message, on_error, self;
   napi_async_context context;
 } channel_t;
@@ -78,6 +94,9 @@ static void shut(channel_t* ch) {
   }
   if (ch->fd >= 0) close(ch->fd);
   ch->fd = -1;
+  free(ch->armed);
+  ch->armed = NULL;
+  ch->armed_ack = -1;
   release_js(ch);
   // The object was held while open so that a transfer nobody references keeps running.
   if (ch->self) {
@@ -143,11 +162,19 @@ static void on_readable(uv_poll_t* handle, int status, int events) {
     // loop back at once for any datagram left.
     ssize_t n = recv(ch->fd, ch->data, ch->cap, MSG_TRUNC);
     if (n >= 0) {
-      napi_value argv[2];
+      napi_value argv[3];
       size_t length = (size_t)n > ch->cap ? ch->cap : (size_t)n;
+      int armed = 0;
+      // An ACK is opcode 4 and a 16-bit block, 4 octets in all (RFC 1350 section 5).
+      if (ch->armed_ack >= 0 && n == 4 && ch->cap >= 4 && ch->data[0] == 0 && ch->data[1] == 4 &&
+          ((ch->data[2] << 8) | ch->data[3]) == ch->armed_ack) {
+        armed = send(ch->fd, ch->armed, ch->armed_len, 0) < 0 ? -errno : 1;
+        ch->armed_ack = -1;
+      }
       napi_create_uint32(ch->env, (uint32_t)length, &argv[0]);
       napi_get_boolean(ch->env, (size_t)n > ch->cap, &argv[1]);
-      call_js(ch, ch->on_message, 2, argv);
+      napi_create_int32(ch->env, armed, &argv[2]);
+      call_js(ch, ch->on_message, 3, argv);
     } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
       report_error(ch, -errno);
     }
@@ -219,6 +246,7 @@ static napi_value construct(napi_env env, napi_callback_info info) {
   channel_t* ch = calloc(1, sizeof(*ch));
   if (ch == NULL) return throw_errno(env, -ENOMEM, "calloc");
   ch->env = env;
+  ch->armed_ack = -1;
   ch->fd = socket(family == 4 ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (ch->fd < 0) {
     int err = -errno;
@@ -314,6 +342,42 @@ static napi_value send_datagram(napi_env env, napi_callback_info info) {
   return result;
 }
 
+static napi_value arm(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  channel_t* ch = unwrap(env, info, &argc, argv);
+  if (ch == NULL) return NULL;
+  void* data;
+  size_t size;
+  uint32_t offset, length, block;
+  bool is_buffer;
+  if (argc != 4 || napi_is_buffer(env, argv[0], &is_buffer) != napi_ok || !is_buffer ||
+      napi_get_buffer_info(env, argv[0], &data, &size) != napi_ok ||
+      napi_get_value_uint32(env, argv[1], &offset) != napi_ok ||
+      napi_get_value_uint32(env, argv[2], &length) != napi_ok ||
+      napi_get_value_uint32(env, argv[3], &block) != napi_ok || offset > size ||
+      length > size - offset || length > ARMED_MAX || block > 65535) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE",
+                           "arm(buffer, offset, length <= 65536, ackBlock <= 65535) out of range");
+    return NULL;
+  }
+  if (ch->closed) return NULL;
+  if (ch->armed == NULL && (ch->armed = malloc(ARMED_MAX)) == NULL)
+    return throw_errno(env, -ENOMEM, "malloc");
+  memcpy(ch->armed, (unsigned char*)data + offset, length);
+  ch->armed_len = length;
+  ch->armed_ack = (int)block;
+  return NULL;
+}
+
+static napi_value disarm(napi_env env, napi_callback_info info) {
+  size_t argc = 0;
+  channel_t* ch = unwrap(env, info, &argc, NULL);
+  if (ch == NULL) return NULL;
+  ch->armed_ack = -1;
+  return NULL;
+}
+
 static napi_value local_port(napi_env env, napi_callback_info info) {
   size_t argc = 0;
   channel_t* ch = unwrap(env, info, &argc, NULL);
@@ -340,6 +404,8 @@ static napi_value close_channel(napi_env env, napi_callback_info info) {
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor methods[] = {
       {"send", NULL, send_datagram, NULL, NULL, NULL, napi_default_method, NULL},
+      {"arm", NULL, arm, NULL, NULL, NULL, napi_default_method, NULL},
+      {"disarm", NULL, disarm, NULL, NULL, NULL, napi_default_method, NULL},
       {"localPort", NULL, local_port, NULL, NULL, NULL, napi_default_method, NULL},
       {"close", NULL, close_channel, NULL, NULL, NULL, napi_default_method, NULL},
   };

@@ -1,6 +1,8 @@
-// A real network boot from Weft: a QEMU VM (TCG, QEMU's own iPXE ROM) on a bridge in a
-// namespace of its own gets its address from Weft's DHCP, loads its iPXE script over HTTP,
-// then a kernel and a small initramfs that prints a marker on the serial console.
+// Real network boots from Weft: QEMU VMs (TCG) on a bridge in a namespace of its own get
+// their address from Weft's DHCP and end in a kernel and a small initramfs that prints a
+// marker on the serial console. One boots with QEMU's own iPXE ROM, which loads its iPXE
+// script over HTTP; the other with OVMF's native UEFI PXE, which first loads iPXE
+// (snponly.efi) over Weft's TFTP.
 import type { ChildProcess } from "node:child_process";
 import crypto from "node:crypto";
 import fs from "node:fs";
@@ -10,12 +12,13 @@ import { call, controllerMain, tempDir } from "./helpers/controller.js";
 import { Netns, mustRun } from "./helpers/netns.js";
 
 const BRIDGE = "weftpxe0";
-const TAP = "weftpxet0";
+const TAPS = ["weftpxet0", "weftpxet1"];
 const MAC = "52:54:00:88:00:01";
+const UEFI_MAC = "52:54:00:88:00:02";
 let ns: Netns;
 let dir: string;
 let ctl: ChildProcess;
-let vm: ChildProcess | undefined;
+const vms: ChildProcess[] = [];
 let log = "";
 const socket = () => path.join(dir, "weft.sock");
 const token = () => fs.readFileSync(path.join(dir, "admin.token"), "utf8").trim();
@@ -63,9 +66,11 @@ beforeAll(async () => {
   await ns.addBridge(BRIDGE, "10.88.0.1/24");
   // Node cannot bind to a device: broadcast replies need this route (see LAB-FACTS).
   await ns.ip("route", "add", "255.255.255.255/32", "dev", BRIDGE);
-  await ns.ip("tuntap", "add", "dev", TAP, "mode", "tap");
-  await ns.ip("link", "set", TAP, "master", BRIDGE);
-  await ns.ip("link", "set", TAP, "up");
+  for (const tap of TAPS) {
+    await ns.ip("tuntap", "add", "dev", tap, "mode", "tap");
+    await ns.ip("link", "set", tap, "master", BRIDGE);
+    await ns.ip("link", "set", tap, "up");
+  }
 
   const kernel = fs.readdirSync("/boot").find((f) => f.startsWith("vmlinuz-"));
   if (!kernel) throw new Error("no kernel in /boot: install linux-image-amd64 (scripts/setup.sh does)");
@@ -100,43 +105,78 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  if (vm) await Netns.stop(vm);
+  for (const vm of vms) await Netns.stop(vm);
   if (ctl) await Netns.stop(ctl);
   await ns?.destroy();
 });
 
+/** Start a VM on `tap` and wait for the initramfs marker on its serial console. */
+async function bootToMarker(name: string, tap: string, args: string[]): Promise<string> {
+  const consoleLog = path.join(dir, `${name}.console.log`);
+  const t0 = Date.now();
+  const vm = ns.spawn("qemu-system-x86_64", [
+    ...["-accel", "tcg", "-m", "256", "-display", "none", "-monitor", "none", "-no-reboot"],
+    ...["-netdev", `tap,id=n0,ifname=${tap},script=no,downscript=no`],
+    ...["-serial", `file:${consoleLog}`],
+    ...args,
+  ]);
+  vms.push(vm);
+  const deadline = Date.now() + 240_000;
+  let text = "";
+  while (!text.includes("WEFT-PXE-MARKER") && Date.now() < deadline && vm.exitCode === null) {
+    await new Promise((r) => setTimeout(r, 500));
+    text = fs.existsSync(consoleLog) ? fs.readFileSync(consoleLog, "latin1") : "";
+  }
+  console.log(`[pxe] ${name}: QEMU start to marker: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  return text;
+}
+
+// The kernel command line is the one Weft's script rendered for this machine.
+const MARKER =
+  /WEFT-PXE-MARKER .*weft\.url=http:\/\/10\.88\.0\.1:7480 weft\.nonce=nonce_\S+ weft\.mode=maintenance/;
+
+/** Every step went through Weft: the script, the kernel and initramfs downloads. */
+function expectServedOverHttp(mac: string): void {
+  const served = log.split("\n").filter((l) => l.includes(mac) || l.includes("/boot/images/"));
+  expect(served.some((l) => l.includes('"msg":"served boot script"') && l.includes(mac))).toBe(true);
+  for (const img of ["maintenance-kernel", "maintenance-initrd"]) {
+    expect(served.some((l) => l.includes(`/boot/images/${img}`) && l.includes('"status":200'))).toBe(true);
+  }
+}
+
 describe("PXE boot from Weft", () => {
   it("a VM gets an address, its iPXE script and the kernel from Weft, and runs the initramfs", async () => {
-    const consoleLog = path.join(dir, "console.log");
-    const t0 = Date.now();
-    vm = ns.spawn("qemu-system-x86_64", [
-      ...["-accel", "tcg", "-m", "256", "-display", "none", "-monitor", "none", "-no-reboot", "-boot", "n"],
-      ...["-netdev", `tap,id=n0,ifname=${TAP},script=no,downscript=no`],
-      ...["-device", `virtio-net-pci,netdev=n0,mac=${MAC}`],
-      ...["-serial", `file:${consoleLog}`],
+    const text = await bootToMarker("bios-ipxe", TAPS[0] as string, [
+      ...["-boot", "n", "-device", `virtio-net-pci,netdev=n0,mac=${MAC}`],
     ]);
-    const deadline = Date.now() + 240_000;
-    let text = "";
-    while (!text.includes("WEFT-PXE-MARKER") && Date.now() < deadline && vm.exitCode === null) {
-      await new Promise((r) => setTimeout(r, 500));
-      text = fs.existsSync(consoleLog) ? fs.readFileSync(consoleLog, "latin1") : "";
-    }
-    const seconds = (Date.now() - t0) / 1000;
-    console.log(`[pxe] QEMU start to marker: ${seconds.toFixed(1)} s`);
     expect(text).toContain("WEFT-PXE-MARKER");
-    // The kernel command line is the one Weft's script rendered for this machine.
-    expect(text).toMatch(
-      /WEFT-PXE-MARKER .*weft\.url=http:\/\/10\.88\.0\.1:7480 weft\.nonce=nonce_\S+ weft\.mode=maintenance/,
-    );
-    // Every step went through Weft: DHCP, the script, the kernel and initramfs downloads.
-    const served = log.split("\n").filter((l) => l.includes(MAC) || l.includes("/boot/images/"));
-    expect(served.some((l) => l.includes('"msg":"served boot script"'))).toBe(true);
-    for (const img of ["maintenance-kernel", "maintenance-initrd"]) {
-      expect(served.some((l) => l.includes(`/boot/images/${img}`) && l.includes('"status":200'))).toBe(true);
-    }
-
+    expect(text).toMatch(MARKER);
+    expectServedOverHttp(MAC);
     // DHCP recorded the machine and its lease.
     const m = await call({ socket: socket() }, "GET", `/v1/machines/${MAC}`, { token: token() });
     expect(m.json).toMatchObject({ state: "discovered", nics: [{ mac: MAC, pxe: true }] });
+  }, 300_000);
+
+  it("OVMF's own UEFI PXE loads iPXE over Weft's TFTP, which goes on to boot the kernel", async () => {
+    // OVMF's variables are written at boot: each VM gets a copy.
+    const vars = path.join(dir, "OVMF_VARS.fd");
+    fs.copyFileSync("/usr/share/OVMF/OVMF_VARS_4M.fd", vars);
+    const text = await bootToMarker("uefi-pxe", TAPS[1] as string, [
+      ...["-drive", "if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd"],
+      ...["-drive", `if=pflash,format=raw,file=${vars}`],
+      // romfile= leaves the NIC without QEMU's iPXE ROM: OVMF's own driver and PXE client boot.
+      ...["-device", `virtio-net-pci,netdev=n0,mac=${UEFI_MAC},romfile=,bootindex=1`],
+    ]);
+    expect(text).toMatch(MARKER);
+    // The firmware fetched snponly.efi whole, on the native UDP channel.
+    const size = fs.statSync("/usr/lib/ipxe/snponly.efi").size;
+    const tftp = log
+      .split("\n")
+      .filter((l) => l.includes('"msg":"tftp transfer complete"') && l.includes('"file":"snponly.efi"'))
+      .map((l) => JSON.parse(l) as { bytes: number; dataPath: string; blksize: number; windowsize: number });
+    expect(tftp.length).toBeGreaterThan(0);
+    expect(tftp[0]).toMatchObject({ bytes: size, dataPath: "native" });
+    console.log(`[pxe] uefi-pxe: TFTP ${JSON.stringify(tftp[0])}`);
+    expectServedOverHttp(UEFI_MAC);
   }, 300_000);
 });

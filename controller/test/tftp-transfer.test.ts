@@ -136,6 +136,20 @@ describe("tftp transfer", () => {
     expect(t.socket.drainBlocks()).toEqual([1]);
   });
 
+  it("ignores an ACK for the block it built ahead but has not sent", async () => {
+    const t = start(Buffer.alloc(40));
+    await tick();
+    expect(t.socket.drainBlocks()).toEqual([1]);
+    t.socket.ack(1); // sends 2, then builds 3 ahead of the next ACK
+    await tick();
+    expect(t.socket.drainBlocks()).toEqual([2]);
+    t.socket.ack(3);
+    await tick();
+    expect(t.socket.drainBlocks()).toEqual([]);
+    t.socket.ack(2);
+    expect(t.socket.drainBlocks()).toEqual([3]); // sent at once: it was ready
+  });
+
   it("sends a window, then resumes after an ACK that falls inside it", async () => {
     const t = start(Buffer.alloc(100), { windowsize: 4 });
     await tick();

@@ -432,7 +432,14 @@ export class TftpServer extends EventEmitter<TftpServerEvents> {
     };
     if (result.ok) {
       log.info(
-        { bytes: event.bytes, durationMs: Math.round(event.durationMs), retransmits: event.retransmits },
+        {
+          bytes: event.bytes,
+          durationMs: Math.round(event.durationMs),
+          retransmits: event.retransmits,
+          blksize: event.blksize,
+          windowsize: event.windowsize,
+          dataPath: event.dataPath,
+        },
         "tftp transfer complete",
       );
       this.safeEmit("transfer-complete", event);

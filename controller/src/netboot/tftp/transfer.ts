@@ -56,7 +56,10 @@ const SLAB_BYTES = 64 * 1024;
 export class Transfer {
   private base = 0; // last block the client acknowledged
   private next = 1; // next block to send
-  private readonly window: Buffer[] = []; // packets of blocks base+1 .. base+window.length
+  // Packets of blocks base+1 .. base+window.length: the window, sent or not yet, and at most
+  // one block past it, built ahead.
+  private readonly window: Buffer[] = [];
+  private sentMax = 0; // highest block sent so far
   private last: number | undefined; // number of the final block, once it is built
   private awaitingOack: boolean;
   private bytes = 0;
@@ -85,6 +88,15 @@ export class Transfer {
         this.fail(err);
       }
     });
+    if (p.socket.arm) {
+      p.socket.on("armed", (ack) => {
+        try {
+          this.onAck(((ack[2] as number) << 8) | (ack[3] as number), true);
+        } catch (err) {
+          this.fail(err);
+        }
+      });
+    }
     p.socket.on("error", (err) => this.finish(false, `socket error: ${err.message}`));
   }
 
@@ -93,7 +105,10 @@ export class Transfer {
     this.armTimer(this.p.timeoutMs);
     this.guard(() => {
       if (this.oackPacket) this.p.socket.send(this.oackPacket);
-      else this.pump();
+      else {
+        this.pump();
+        this.buildAhead();
+      }
     });
   }
 
@@ -137,29 +152,40 @@ export class Transfer {
     // Anything else on a read transfer is ignored.
   }
 
-  private onAck(wireBlock: number): void {
+  /** `armedSent`: the socket has already sent the packet armed for this ACK (see buildAhead). */
+  private onAck(wireBlock: number, armedSent = false): void {
     if (this.awaitingOack) {
       if (wireBlock !== 0) return;
       this.awaitingOack = false;
       this.progressed();
       this.pump();
+      this.buildAhead();
       return;
     }
     const delta = (wireBlock - this.base) & 0xffff;
-    // delta 0: a duplicate of the last ACK; beyond the window: a block never sent. Drop both.
-    if (delta === 0 || delta > this.window.length) return;
+    // delta 0: a duplicate of the last ACK; beyond what was sent: a block never sent. Drop both.
+    if (delta === 0 || delta > this.sentMax - this.base) return;
     for (let i = 0; i < delta; i++) this.bytes += (this.window[i] as Buffer).length - 4;
     if (delta === 1) this.window.shift();
     else this.window.splice(0, delta);
     this.base += delta;
-    this.progressed();
     if (this.base === this.last) {
+      this.progressed();
       this.finish(true, undefined);
       return;
     }
-    // Whether the ACK closed the window or sat inside it, sending resumes after it.
+    // Whether the ACK closed the window or sat inside it, sending resumes after it. Send
+    // first: in lock-step the client idles until this DATA reaches it, and the bookkeeping
+    // below can run while it works.
     this.next = this.base + 1;
+    if (armedSent) {
+      // The socket sent the block built ahead, now the first of the window, as this ACK came.
+      if (this.next > this.sentMax) this.sentMax = this.next;
+      this.next++;
+    }
     this.pump();
+    this.progressed();
+    this.buildAhead();
   }
 
   private progressed(): void {
@@ -167,7 +193,7 @@ export class Transfer {
     this.lastProgress = performance.now();
   }
 
-  /** Send blocks next .. base+windowsize, building the ones not sent before. */
+  /** Send blocks next .. base+windowsize, building the ones not built before. */
   private pump(): void {
     if (this.finished || this.awaitingOack || this.waitingForData) return;
     const { socket, feeder, blksize } = this.p;
@@ -187,18 +213,41 @@ export class Transfer {
           this.abort("read error");
           return;
         }
-        packet = this.cutPacket(4 + blksize);
-        const n = feeder.take(packet, 4, blksize);
-        if (n < blksize) {
-          packet = packet.subarray(0, 4 + n);
-          this.last = this.next;
-        }
-        writeDataHeader(packet, this.next & 0xffff);
-        this.window.push(packet);
+        packet = this.build(this.next);
       }
       socket.send(packet);
+      if (this.next > this.sentMax) this.sentMax = this.next;
       this.next++;
     }
+  }
+
+  /**
+   * Build the block after the window, so that the ACK that makes room for it finds it ready.
+   * In lock-step, arm the socket with it when it can be: the ACK of the block just sent then
+   * releases it without waiting for JavaScript.
+   */
+  private buildAhead(): void {
+    if (this.finished || this.last !== undefined || this.window.length > this.p.windowsize) return;
+    const { feeder, blksize, socket } = this.p;
+    if (!feeder.ready(blksize) || feeder.error) return;
+    const packet = this.build(this.base + this.window.length + 1);
+    if (socket.arm && this.p.windowsize === 1 && this.sentMax === this.base + 1) {
+      socket.arm(packet, this.sentMax & 0xffff);
+    }
+  }
+
+  /** Cut block `block` from the feeder, which has it ready, and append it to the window. */
+  private build(block: number): Buffer {
+    const { feeder, blksize } = this.p;
+    let packet = this.cutPacket(4 + blksize);
+    const n = feeder.take(packet, 4, blksize);
+    if (n < blksize) {
+      packet = packet.subarray(0, 4 + n);
+      this.last = block;
+    }
+    writeDataHeader(packet, block & 0xffff);
+    this.window.push(packet);
+    return packet;
   }
 
   /** A fresh `size`-byte packet buffer, cut from the current slab. */
@@ -255,6 +304,7 @@ export class Transfer {
     if (this.finished) return;
     this.finished = true;
     clearTimeout(this.timer);
+    this.p.socket.disarm?.();
     this.p.feeder.close();
     this.window.length = 0;
     // Close after pending sends (the final ERROR, if any) have been handed to the kernel.

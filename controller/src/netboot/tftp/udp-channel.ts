@@ -20,14 +20,25 @@ export interface TransferSocket {
   send(msg: Buffer): void;
   /** `msg` is only valid during the call: the native channel reuses its buffer. */
   on(event: "message", listener: (msg: Buffer) => void): unknown;
+  /** An ACK that released the armed packet (see `arm`); valid only during the call. */
+  on(event: "armed", listener: (ack: Buffer) => void): unknown;
   on(event: "error", listener: (err: Error) => void): unknown;
   close(): void;
+  /**
+   * Lock-step fast path, native channel only: send `packet` the moment an ACK of `ackBlock`
+   * (16-bit, as on the wire) arrives, before any JavaScript runs; that ACK then goes to the
+   * "armed" listener instead of "message". The packet is copied; a new arm replaces the last.
+   */
+  arm?(packet: Buffer, ackBlock: number): void;
+  disarm?(): void;
 }
 
 export type DataPath = "native" | "dgram";
 
 interface NativeChannel {
   send(buffer: Buffer, offset: number, length: number): number;
+  arm(buffer: Buffer, offset: number, length: number, ackBlock: number): void;
+  disarm(): void;
   localPort(): number;
   close(): void;
 }
@@ -39,7 +50,7 @@ export interface NativeBinding {
     remoteAddress: string,
     remotePort: number,
     recvBuffer: Buffer,
-    onMessage: (length: number, truncated: boolean) => void,
+    onMessage: (length: number, truncated: boolean, armed: number) => void,
     onError: (errno: number) => void,
   ) => NativeChannel;
 }
@@ -89,6 +100,7 @@ const TRANSIENT = new Set(["EAGAIN", "EWOULDBLOCK", "ENOBUFS", "ENOMEM", "EINTR"
 class NativeSocket implements TransferSocket {
   private readonly channel: NativeChannel;
   private messageListener: ((msg: Buffer) => void) | undefined;
+  private armedListener: ((ack: Buffer) => void) | undefined;
   private errorListener: ((err: Error) => void) | undefined;
   private closed = false;
 
@@ -99,9 +111,13 @@ class NativeSocket implements TransferSocket {
       remote,
       remotePort,
       RECEIVE_BUFFER,
-      (length, truncated) => {
+      (length, truncated, armed) => {
         // A datagram larger than any UDP payload cannot be a TFTP packet; never cut one short.
-        if (!truncated) this.messageListener?.(RECEIVE_BUFFER.subarray(0, length));
+        if (truncated) return;
+        const msg = RECEIVE_BUFFER.subarray(0, length);
+        if (armed === 0) this.messageListener?.(msg);
+        else if (armed > 0 || TRANSIENT.has(getSystemErrorName(armed))) this.armedListener?.(msg);
+        else this.fail(armed, "send");
       },
       (errno) => this.fail(errno, "recv"),
     );
@@ -117,10 +133,22 @@ class NativeSocket implements TransferSocket {
     if (rc < 0 && !TRANSIENT.has(getSystemErrorName(rc))) this.fail(rc, "send");
   }
 
-  on(event: "message", listener: (msg: Buffer) => void): this;
+  arm(packet: Buffer, ackBlock: number): void {
+    if (!this.closed) this.channel.arm(packet, 0, packet.length, ackBlock);
+  }
+
+  disarm(): void {
+    if (!this.closed) this.channel.disarm();
+  }
+
+  on(event: "message" | "armed", listener: (msg: Buffer) => void): this;
   on(event: "error", listener: (err: Error) => void): this;
-  on(event: "message" | "error", listener: ((msg: Buffer) => void) | ((err: Error) => void)): this {
+  on(
+    event: "message" | "armed" | "error",
+    listener: ((msg: Buffer) => void) | ((err: Error) => void),
+  ): this {
     if (event === "message") this.messageListener = listener as (msg: Buffer) => void;
+    else if (event === "armed") this.armedListener = listener as (msg: Buffer) => void;
     else this.errorListener = listener as (err: Error) => void;
     return this;
   }
