@@ -8,22 +8,25 @@
 //
 // This file moves bytes: packets are parsed and built in TypeScript. Each read is bounded by
 // the buffer JavaScript gave; each send by the Buffer JavaScript passes. The one thing it
-// knows of TFTP is the shape of an ACK, for arming: in lock-step, JavaScript hands over the
-// next DATA packet ahead of time together with the ACK block that releases it, and the
-// channel sends it the moment that ACK arrives, before calling JavaScript. The client then
-// works on the next block while JavaScript does its bookkeeping. An armed packet is sent at
-// most once; any other datagram goes to JavaScript as it is.
+// knows of TFTP is the shape of an ACK, for a run: in lock-step, JavaScript loads the next
+// DATA packets ahead of time and arms the run with the ACK block that releases the first.
+// Each ACK of the awaited block then releases the next packet at once, without calling into
+// JavaScript; JavaScript hears how many were released with the next datagram it is given, or
+// when the run is used up, and loads the next run. Each packet is released at most once, by
+// the one ACK that answers it; any other datagram goes to JavaScript as it is.
 //
-//   new Channel(family, localAddress, remoteAddress, remotePort, recvBuffer, onMessage, onError)
-//     onMessage(length, truncated, armed)  a datagram is in recvBuffer[0, length); armed is 1
-//                                          when it was the awaited ACK and the armed packet
-//                                          went out, a negative errno if that send failed,
-//                                          else 0
-//     onError(errno)                       a negative errno from the socket, e.g. -ECONNREFUSED
+//   new Channel(family, localAddress, remoteAddress, remotePort, recvBuffer,
+//               onMessage, onDrained, onError)
+//     onMessage(length, truncated, released)  a datagram is in recvBuffer[0, length);
+//                                             released: packets the run sent since the
+//                                             last report
+//     onDrained(released)                     the run's last packet went out
+//     onError(errno)                          a negative errno, e.g. -ECONNREFUSED
 //   channel.localPort() -> number
 //   channel.send(buffer, offset, length) -> 0, or a negative errno
-//   channel.arm(buffer, offset, length, ackBlock)   copies the packet; replaces any armed one
-//   channel.disarm()
+//   channel.load(buffer, offset, length) -> true, or false when the run has no room left
+//   channel.arm(ackBlock)       the ACK of ackBlock releases the first packet not yet sent
+//   channel.disarm() -> number  empties the run; returns packets released since the report
 //   channel.close()
 
 #define NAPI_VERSION 8
@@ -38,8 +41,13 @@
 #include <unistd.h>
 #include <uv.h>
 
-// The largest packet that can be armed: a DATA packet of RFC 2348's largest block.
-#define ARMED_MAX 65536
+// What a run holds: enough lock-step blocks that JavaScript runs once per many ACKs.
+#define RUN_BYTES (128 * 1024)
+#define RUN_PACKETS 256
+
+typedef struct {
+  uint32_t offset, length;
+} slot_t;
 
 typedef struct {
   napi_env env;
@@ -51,10 +59,14 @@ typedef struct {
   uv_poll_t poll;
   unsigned char* data;  // recvBuffer's bytes, kept alive by `buffer`
   size_t cap;
-  unsigned char* armed;  // the armed packet (a copy), allocated on first arm
-  size_t armed_len;
-  int armed_ack;  // the ACK block that releases it, -1 when nothing is armed
-  napi_ref buffer, on_message, on_error, self;
+  unsigned char* run;  // copies of the loaded packets, allocated on first load
+  size_t run_fill;     // bytes of `run` in use
+  slot_t slots[RUN_PACKETS];
+  int run_count;      // packets loaded
+  int run_next;       // the next one to release
+  int run_ack;        // the ACK block that releases it; -1 when not armed
+  uint32_t released;  // packets released since the last report to JavaScript
+  napi_ref buffer, on_message, on_drained, on_error, self;
   napi_async_context context;
 } channel_t;
 
@@ -70,9 +82,10 @@ static void release_js(channel_t* ch) {
   napi_env env = ch->env;
   if (ch->buffer) napi_delete_reference(env, ch->buffer);
   if (ch->on_message) napi_delete_reference(env, ch->on_message);
+  if (ch->on_drained) napi_delete_reference(env, ch->on_drained);
   if (ch->on_error) napi_delete_reference(env, ch->on_error);
   if (ch->context) napi_async_destroy(env, ch->context);
-  ch->buffer = ch->on_message = ch->on_error = NULL;
+  ch->buffer = ch->on_message = ch->on_drained = ch->on_error = NULL;
   ch->context = NULL;
   ch->data = NULL;
   ch->cap = 0;
@@ -82,6 +95,12 @@ static void on_poll_closed(uv_handle_t* handle) {
   channel_t* ch = handle->data;
   ch->poll_closed = 1;
   if (ch->freed) free(ch);
+}
+
+static void empty_run(channel_t* ch) {
+  ch->run_fill = 0;
+  ch->run_count = ch->run_next = 0;
+  ch->run_ack = -1;
 }
 
 // Stop watching, close the descriptor and let go of the JS values; the JS object stays.
@@ -94,9 +113,9 @@ static void shut(channel_t* ch) {
   }
   if (ch->fd >= 0) close(ch->fd);
   ch->fd = -1;
-  free(ch->armed);
-  ch->armed = NULL;
-  ch->armed_ack = -1;
+  free(ch->run);
+  ch->run = NULL;
+  empty_run(ch);
   release_js(ch);
   // The object was held while open so that a transfer nobody references keeps running.
   if (ch->self) {
@@ -161,19 +180,35 @@ static void on_readable(uv_poll_t* handle, int status, int events) {
     // until EAGAIN would cost a second recv(2) per ACK. Level-triggered polling brings the
     // loop back at once for any datagram left.
     ssize_t n = recv(ch->fd, ch->data, ch->cap, MSG_TRUNC);
-    if (n >= 0) {
+    // An ACK is opcode 4 and a 16-bit block, 4 octets in all (RFC 1350 section 5).
+    if (n == 4 && ch->run_ack >= 0 && ch->cap >= 4 && ch->data[0] == 0 && ch->data[1] == 4 &&
+        ((ch->data[2] << 8) | ch->data[3]) == ch->run_ack) {
+      slot_t slot = ch->slots[ch->run_next];
+      // A send that fails for want of buffer space is a loss, as on the wire: the transfer's
+      // timeout resends. Any other failure ends the transfer.
+      if (send(ch->fd, ch->run + slot.offset, slot.length, 0) < 0 && errno != EAGAIN &&
+          errno != EWOULDBLOCK && errno != ENOBUFS && errno != ENOMEM && errno != EINTR) {
+        int err = -errno;
+        empty_run(ch);
+        report_error(ch, err);
+      } else {
+        ch->released++;
+        ch->run_ack = (ch->run_ack + 1) & 0xffff;
+        if (++ch->run_next == ch->run_count) {
+          napi_value arg;
+          empty_run(ch);
+          napi_create_uint32(ch->env, ch->released, &arg);
+          ch->released = 0;
+          call_js(ch, ch->on_drained, 1, &arg);
+        }
+      }
+    } else if (n >= 0) {
       napi_value argv[3];
       size_t length = (size_t)n > ch->cap ? ch->cap : (size_t)n;
-      int armed = 0;
-      // An ACK is opcode 4 and a 16-bit block, 4 octets in all (RFC 1350 section 5).
-      if (ch->armed_ack >= 0 && n == 4 && ch->cap >= 4 && ch->data[0] == 0 && ch->data[1] == 4 &&
-          ((ch->data[2] << 8) | ch->data[3]) == ch->armed_ack) {
-        armed = send(ch->fd, ch->armed, ch->armed_len, 0) < 0 ? -errno : 1;
-        ch->armed_ack = -1;
-      }
       napi_create_uint32(ch->env, (uint32_t)length, &argv[0]);
       napi_get_boolean(ch->env, (size_t)n > ch->cap, &argv[1]);
-      napi_create_int32(ch->env, armed, &argv[2]);
+      napi_create_uint32(ch->env, ch->released, &argv[2]);
+      ch->released = 0;
       call_js(ch, ch->on_message, 3, argv);
     } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
       report_error(ch, -errno);
@@ -212,27 +247,28 @@ static napi_value throw_errno(napi_env env, int negative_errno, const char* what
 }
 
 static napi_value construct(napi_env env, napi_callback_info info) {
-  size_t argc = 7;
-  napi_value argv[7], self;
+  size_t argc = 8;
+  napi_value argv[8], self;
   CHECK(napi_get_cb_info(env, info, &argc, argv, &self, NULL));
-  if (argc != 7) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_COUNT", "Channel takes 7 arguments");
+  if (argc != 8) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_COUNT", "Channel takes 8 arguments");
     return NULL;
   }
   int32_t family, remote_port;
   char local[64], remote[64];
   size_t ignored;
   bool is_buffer;
-  napi_valuetype t5, t6;
+  napi_valuetype t5, t6, t7;
   if (napi_get_value_int32(env, argv[0], &family) != napi_ok || (family != 4 && family != 6) ||
       napi_get_value_string_utf8(env, argv[1], local, sizeof(local), &ignored) != napi_ok ||
       napi_get_value_string_utf8(env, argv[2], remote, sizeof(remote), &ignored) != napi_ok ||
       napi_get_value_int32(env, argv[3], &remote_port) != napi_ok || remote_port < 1 ||
       remote_port > 65535 || napi_is_buffer(env, argv[4], &is_buffer) != napi_ok || !is_buffer ||
       napi_typeof(env, argv[5], &t5) != napi_ok || t5 != napi_function ||
-      napi_typeof(env, argv[6], &t6) != napi_ok || t6 != napi_function) {
+      napi_typeof(env, argv[6], &t6) != napi_ok || t6 != napi_function ||
+      napi_typeof(env, argv[7], &t7) != napi_ok || t7 != napi_function) {
     napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE",
-                          "Channel(family 4|6, local, remote, port, Buffer, fn, fn)");
+                          "Channel(family 4|6, local, remote, port, Buffer, fn, fn, fn)");
     return NULL;
   }
   struct sockaddr_storage local_addr, remote_addr;
@@ -246,7 +282,7 @@ static napi_value construct(napi_env env, napi_callback_info info) {
   channel_t* ch = calloc(1, sizeof(*ch));
   if (ch == NULL) return throw_errno(env, -ENOMEM, "calloc");
   ch->env = env;
-  ch->armed_ack = -1;
+  ch->run_ack = -1;
   ch->fd = socket(family == 4 ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (ch->fd < 0) {
     int err = -errno;
@@ -278,7 +314,8 @@ static napi_value construct(napi_env env, napi_callback_info info) {
   if (napi_get_buffer_info(env, argv[4], &data, &ch->cap) != napi_ok ||
       napi_create_reference(env, argv[4], 1, &ch->buffer) != napi_ok ||
       napi_create_reference(env, argv[5], 1, &ch->on_message) != napi_ok ||
-      napi_create_reference(env, argv[6], 1, &ch->on_error) != napi_ok ||
+      napi_create_reference(env, argv[6], 1, &ch->on_drained) != napi_ok ||
+      napi_create_reference(env, argv[7], 1, &ch->on_error) != napi_ok ||
       napi_create_string_utf8(env, "WeftUdpChannel", NAPI_AUTO_LENGTH, &name) != napi_ok ||
       napi_async_init(env, self, name, &ch->context) != napi_ok) {
     shut(ch);
@@ -342,40 +379,61 @@ static napi_value send_datagram(napi_env env, napi_callback_info info) {
   return result;
 }
 
-static napi_value arm(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
+static napi_value load(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3], result;
   channel_t* ch = unwrap(env, info, &argc, argv);
   if (ch == NULL) return NULL;
   void* data;
   size_t size;
-  uint32_t offset, length, block;
+  uint32_t offset, length;
   bool is_buffer;
-  if (argc != 4 || napi_is_buffer(env, argv[0], &is_buffer) != napi_ok || !is_buffer ||
+  if (argc != 3 || napi_is_buffer(env, argv[0], &is_buffer) != napi_ok || !is_buffer ||
       napi_get_buffer_info(env, argv[0], &data, &size) != napi_ok ||
       napi_get_value_uint32(env, argv[1], &offset) != napi_ok ||
-      napi_get_value_uint32(env, argv[2], &length) != napi_ok ||
-      napi_get_value_uint32(env, argv[3], &block) != napi_ok || offset > size ||
-      length > size - offset || length > ARMED_MAX || block > 65535) {
-    napi_throw_range_error(env, "ERR_OUT_OF_RANGE",
-                           "arm(buffer, offset, length <= 65536, ackBlock <= 65535) out of range");
+      napi_get_value_uint32(env, argv[2], &length) != napi_ok || offset > size ||
+      length > size - offset) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "load(buffer, offset, length) out of range");
     return NULL;
   }
-  if (ch->closed) return NULL;
-  if (ch->armed == NULL && (ch->armed = malloc(ARMED_MAX)) == NULL)
-    return throw_errno(env, -ENOMEM, "malloc");
-  memcpy(ch->armed, (unsigned char*)data + offset, length);
-  ch->armed_len = length;
-  ch->armed_ack = (int)block;
+  bool loaded = false;
+  if (!ch->closed && ch->run_count < RUN_PACKETS && length <= RUN_BYTES - ch->run_fill) {
+    if (ch->run == NULL) ch->run = malloc(RUN_BYTES);
+    if (ch->run == NULL) return throw_errno(env, -ENOMEM, "malloc");
+    memcpy(ch->run + ch->run_fill, (unsigned char*)data + offset, length);
+    ch->slots[ch->run_count].offset = (uint32_t)ch->run_fill;
+    ch->slots[ch->run_count].length = length;
+    ch->run_fill += length;
+    ch->run_count++;
+    loaded = true;
+  }
+  napi_get_boolean(env, loaded, &result);
+  return result;
+}
+
+static napi_value arm(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  channel_t* ch = unwrap(env, info, &argc, argv);
+  if (ch == NULL) return NULL;
+  uint32_t block;
+  if (argc != 1 || napi_get_value_uint32(env, argv[0], &block) != napi_ok || block > 65535) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "arm(ackBlock) takes a block from 0 to 65535");
+    return NULL;
+  }
+  if (ch->run_next < ch->run_count) ch->run_ack = (int)block;
   return NULL;
 }
 
 static napi_value disarm(napi_env env, napi_callback_info info) {
   size_t argc = 0;
+  napi_value result;
   channel_t* ch = unwrap(env, info, &argc, NULL);
   if (ch == NULL) return NULL;
-  ch->armed_ack = -1;
-  return NULL;
+  empty_run(ch);
+  napi_create_uint32(env, ch->released, &result);
+  ch->released = 0;
+  return result;
 }
 
 static napi_value local_port(napi_env env, napi_callback_info info) {
@@ -404,6 +462,7 @@ static napi_value close_channel(napi_env env, napi_callback_info info) {
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor methods[] = {
       {"send", NULL, send_datagram, NULL, NULL, NULL, napi_default_method, NULL},
+      {"load", NULL, load, NULL, NULL, NULL, napi_default_method, NULL},
       {"arm", NULL, arm, NULL, NULL, NULL, napi_default_method, NULL},
       {"disarm", NULL, disarm, NULL, NULL, NULL, napi_default_method, NULL},
       {"localPort", NULL, local_port, NULL, NULL, NULL, napi_default_method, NULL},

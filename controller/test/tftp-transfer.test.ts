@@ -12,24 +12,36 @@ import {
 } from "../src/netboot/tftp/source.js";
 import { Transfer } from "../src/netboot/tftp/transfer.js";
 import type { TransferResult } from "../src/netboot/tftp/transfer.js";
-import type { TransferSocket } from "../src/netboot/tftp/udp-channel.js";
+import type { ReleaseRun, TransferSocket } from "../src/netboot/tftp/udp-channel.js";
 
 class FakeSocket implements TransferSocket {
   readonly sent: Buffer[] = [];
   closed = false;
   private onMessage: ((msg: Buffer) => void) | undefined;
+  private onReleased: ((count: number, drained: boolean) => void) | undefined;
   send(msg: Buffer): void {
     this.sent.push(Buffer.from(msg));
   }
-  on(event: "message" | "error", listener: ((msg: Buffer) => void) | ((err: Error) => void)): this {
+  on(
+    event: "message" | "released" | "error",
+    listener: ((msg: Buffer) => void) | ((count: number, drained: boolean) => void) | ((err: Error) => void),
+  ): this {
     if (event === "message") this.onMessage = listener as (msg: Buffer) => void;
+    if (event === "released") this.onReleased = listener as (count: number, drained: boolean) => void;
     return this;
   }
   close(): void {
     this.closed = true;
   }
   ack(block: number): void {
-    this.onMessage?.(encodePacket({ op: Opcode.ACK, block }));
+    this.deliver(encodePacket({ op: Opcode.ACK, block }));
+  }
+  /** What the socket does with a datagram from the client. */
+  protected deliver(msg: Buffer): void {
+    this.onMessage?.(msg);
+  }
+  protected reportReleased(count: number, drained: boolean): void {
+    this.onReleased?.(count, drained);
   }
   /** Block numbers of the DATA packets sent, then forget them. */
   drainBlocks(): number[] {
@@ -39,6 +51,57 @@ class FakeSocket implements TransferSocket {
     });
     this.sent.length = 0;
     return blocks;
+  }
+}
+
+/** A socket with a run, releasing as controller/native/udp_channel.c does. */
+class RunSocket extends FakeSocket implements ReleaseRun {
+  readonly run = this;
+  private packets: Buffer[] = [];
+  private nextRelease = 0;
+  private awaited = -1;
+  private released = 0;
+  loads = 0;
+  constructor(private readonly capacity: number) {
+    super();
+  }
+  load(packet: Buffer): boolean {
+    if (this.packets.length >= this.capacity) return false;
+    this.packets.push(Buffer.from(packet));
+    this.loads++;
+    return true;
+  }
+  arm(ackBlock: number): void {
+    if (this.nextRelease < this.packets.length) this.awaited = ackBlock;
+  }
+  disarm(): number {
+    this.empty();
+    const released = this.released;
+    this.released = 0;
+    return released;
+  }
+  private empty(): void {
+    this.packets = [];
+    this.nextRelease = 0;
+    this.awaited = -1;
+  }
+  protected override deliver(msg: Buffer): void {
+    if (msg.length === 4 && msg.readUInt16BE(0) === Opcode.ACK && msg.readUInt16BE(2) === this.awaited) {
+      this.send(this.packets[this.nextRelease++] as Buffer);
+      this.released++;
+      this.awaited = (this.awaited + 1) & 0xffff;
+      if (this.nextRelease === this.packets.length) {
+        this.empty();
+        const released = this.released;
+        this.released = 0;
+        this.reportReleased(released, true);
+      }
+      return;
+    }
+    const released = this.released;
+    this.released = 0;
+    if (released > 0) this.reportReleased(released, false);
+    super.deliver(msg);
   }
 }
 
@@ -52,9 +115,10 @@ function start(
     oack?: boolean;
     timeoutMs?: number;
     maxRetries?: number;
+    socket?: FakeSocket;
   } = {},
 ) {
-  const socket = new FakeSocket();
+  const socket = opts.socket ?? new FakeSocket();
   const blksize = opts.blksize ?? 4;
   let result: TransferResult | undefined;
   const transfer = new Transfer(
@@ -148,6 +212,49 @@ describe("tftp transfer", () => {
     expect(t.socket.drainBlocks()).toEqual([]);
     t.socket.ack(2);
     expect(t.socket.drainBlocks()).toEqual([3]); // sent at once: it was ready
+  });
+
+  it("on a run, lets ACKs release the loaded blocks and accounts for them in batches", async () => {
+    const socket = new RunSocket(3);
+    const t = start(Buffer.alloc(40, 1), { socket });
+    await tick();
+    expect(socket.drainBlocks()).toEqual([1]);
+    expect(socket.loads).toBe(3); // blocks 2, 3, 4, released by the ACKs of 1, 2, 3
+    for (let block = 1; block <= 10; block++) socket.ack(block);
+    // Every block went out on its ACK: the released ones by the run, the rest by the transfer.
+    expect(socket.drainBlocks()).toEqual([2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+    expect(socket.loads).toBe(10);
+    expect(t.result()).toBeUndefined();
+    socket.ack(11); // the empty last block
+    expect(t.result()).toMatchObject({ ok: true, bytes: 40, blocks: 11, retransmits: 0 });
+  });
+
+  it("on a run, does not answer a duplicate ACK", async () => {
+    const socket = new RunSocket(8);
+    start(Buffer.alloc(40), { socket });
+    await tick();
+    socket.ack(1);
+    expect(socket.drainBlocks()).toEqual([1, 2]);
+    socket.ack(1);
+    socket.ack(1);
+    expect(socket.drainBlocks()).toEqual([]);
+    socket.ack(2);
+    expect(socket.drainBlocks()).toEqual([3]);
+  });
+
+  it("on a run, counts unreported releases as progress, and resends the block in flight on timeout", async () => {
+    const socket = new RunSocket(3);
+    const t = start(Buffer.alloc(40), { socket, timeoutMs: 100 });
+    await tick();
+    socket.ack(1); // releases 2; not reported until the run drains
+    expect(socket.drainBlocks()).toEqual([1, 2]);
+    await new Promise((r) => setTimeout(r, 150)); // one timeout: the release is progress
+    expect(socket.drainBlocks()).toEqual([]);
+    await new Promise((r) => setTimeout(r, 100)); // no ACK since: resend 2
+    expect(socket.drainBlocks()).toEqual([2]);
+    socket.ack(2); // the run was loaded again and armed for it
+    expect(socket.drainBlocks()).toEqual([3]);
+    expect(t.result()).toBeUndefined();
   });
 
   it("sends a window, then resumes after an ACK that falls inside it", async () => {

@@ -131,6 +131,55 @@ describe("native UDP channel", () => {
     }
   });
 
+  it("releases a loaded run on the ACKs it awaits, one packet per ACK, and reports the count", async () => {
+    const p = await peer();
+    const { Channel } = nativeBinding() as NonNullable<ReturnType<typeof nativeBinding>>;
+    const buf = Buffer.alloc(64);
+    const messages: [string, number][] = [];
+    const drained: number[] = [];
+    const channel = new Channel(
+      4,
+      HOST,
+      HOST,
+      p.port,
+      buf,
+      (length, _truncated, released) => messages.push([buf.subarray(0, length).toString("hex"), released]),
+      (released) => drained.push(released),
+      () => {},
+    );
+    cleanups.push(() => channel.close());
+    const port = channel.localPort();
+    const ack = (block: number) => Buffer.from([0, 4, block >> 8, block & 0xff]);
+    for (const text of ["first", "second", "third"])
+      expect(channel.load(Buffer.from(text), 0, text.length)).toBe(true);
+    channel.arm(65535); // block numbers roll over inside the run
+    p.socket.send(ack(65535), port, HOST);
+    await until(() => p.received.length === 1);
+    p.socket.send(ack(65535), port, HOST); // a duplicate: not the awaited ACK any more
+    await until(() => messages.length === 1);
+    expect(messages[0]).toEqual(["0004ffff", 1]); // handed over, with the one release before it
+    p.socket.send(ack(0), port, HOST);
+    await until(() => p.received.length === 2);
+    p.socket.send(ack(1), port, HOST);
+    await until(() => drained.length === 1);
+    expect(p.received.map(([m]) => m.toString())).toEqual(["first", "second", "third"]);
+    expect(drained).toEqual([2]);
+    p.socket.send(ack(2), port, HOST); // past the run: goes to JavaScript
+    await until(() => messages.length === 2);
+    expect(messages[1]).toEqual(["00040002", 0]);
+    // Disarmed, nothing is released; disarm reports what was released unreported.
+    channel.load(Buffer.from("fourth"), 0, 6);
+    channel.load(Buffer.from("fifth"), 0, 5);
+    channel.arm(3);
+    p.socket.send(ack(3), port, HOST);
+    await until(() => p.received.length === 4);
+    expect(channel.disarm()).toBe(1);
+    p.socket.send(ack(4), port, HOST);
+    await until(() => messages.length === 3);
+    expect(messages[2]).toEqual(["00040004", 0]);
+    expect(p.received).toHaveLength(4);
+  });
+
   it("refuses bad arguments with a TypeError or RangeError, never a crash", async () => {
     const binding = nativeBinding();
     expect(binding).toBeDefined();
@@ -139,26 +188,30 @@ describe("native UDP channel", () => {
     const fn = () => {};
     type Args = ConstructorParameters<typeof Channel>;
     const bad: unknown[][] = [
-      [5, HOST, HOST, 9, buf, fn, fn],
-      [4, "not an address", HOST, 9, buf, fn, fn],
-      [4, HOST, "::1", 9, buf, fn, fn],
-      [4, HOST, HOST, 0, buf, fn, fn],
-      [4, HOST, HOST, 70000, buf, fn, fn],
-      [4, HOST, HOST, 9, "buffer", fn, fn],
-      [4, HOST, HOST, 9, buf, null, fn],
-      [4, HOST, HOST, 9, buf, fn],
-      [4, "x".repeat(100_000), HOST, 9, buf, fn, fn],
+      [5, HOST, HOST, 9, buf, fn, fn, fn],
+      [4, "not an address", HOST, 9, buf, fn, fn, fn],
+      [4, HOST, "::1", 9, buf, fn, fn, fn],
+      [4, HOST, HOST, 0, buf, fn, fn, fn],
+      [4, HOST, HOST, 70000, buf, fn, fn, fn],
+      [4, HOST, HOST, 9, "buffer", fn, fn, fn],
+      [4, HOST, HOST, 9, buf, null, fn, fn],
+      [4, HOST, HOST, 9, buf, fn, fn],
+      [4, "x".repeat(100_000), HOST, 9, buf, fn, fn, fn],
     ];
     for (const args of bad)
       expect(() => new Channel(...(args as Args)), JSON.stringify(args.slice(0, 5))).toThrow(TypeError);
     const p = await peer();
-    const channel = new Channel(4, HOST, HOST, p.port, buf, fn, fn);
+    const channel = new Channel(4, HOST, HOST, p.port, buf, fn, fn, fn);
     try {
       expect(() => channel.send(Buffer.alloc(4), 2, 3)).toThrow(RangeError);
       expect(() => channel.send(Buffer.alloc(4), 5, 0)).toThrow(RangeError);
       expect(() => channel.send("text" as unknown as Buffer, 0, 4)).toThrow(RangeError);
       expect(() => channel.send.call({}, Buffer.alloc(4), 0, 4)).toThrow(TypeError);
       expect(channel.send(Buffer.alloc(4), 4, 0)).toBe(0); // an empty datagram is a datagram
+      expect(() => channel.load(Buffer.alloc(4), 1, 4)).toThrow(RangeError);
+      expect(() => channel.arm(65536)).toThrow(RangeError);
+      expect(() => channel.arm(-1)).toThrow(RangeError);
+      expect(channel.load(Buffer.alloc(200_000), 0, 200_000)).toBe(false); // larger than a run
     } finally {
       channel.close();
     }
@@ -176,7 +229,7 @@ describe("native UDP channel", () => {
       peer.bind(0, "${HOST}", () => {
         const peerPort = peer.address().port;
         const before = fds();
-        for (let i = 0; i < 3000; i++) new Channel(4, "${HOST}", "${HOST}", peerPort, buf, () => {}, () => {}).close();
+        for (let i = 0; i < 3000; i++) new Channel(4, "${HOST}", "${HOST}", peerPort, buf, () => {}, () => {}, () => {}).close();
         global.gc();
         const afterClosed = fds();
         // Opened and never referenced again: collection must not close it under the peer.
@@ -187,7 +240,7 @@ describe("native UDP channel", () => {
             this.close();
             peer.close();
             setImmediate(() => global.gc());
-          }, () => {});
+          }, () => {}, () => {});
           port = ch.localPort();
         })();
         global.gc();

@@ -15,13 +15,17 @@
 //
 // The path from an ACK to the next DATA is the whole cost of a lock-step transfer, so it
 // allocates as little as it can: DATA packets are cut from shared slabs rather than allocated
-// one by one, and an ACK is read straight from the datagram without decoding it.
+// one by one, and an ACK is read straight from the datagram without decoding it. The next
+// block is built before its ACK comes. On the native channel, lock-step goes further: the
+// blocks built ahead are loaded into the channel as a run, and each ACK releases the next one
+// there, without JavaScript; this code hears of them in batches ("released") and keeps its
+// count of acknowledged blocks from that.
 
 import { performance } from "node:perf_hooks";
 import { decodePacket, encodePacket, ErrorCode, Opcode, writeDataHeader } from "./packet.js";
 import type { TftpOption } from "./packet.js";
 import type { BlockFeeder } from "./source.js";
-import type { TransferSocket } from "./udp-channel.js";
+import type { ReleaseRun, TransferSocket } from "./udp-channel.js";
 
 export interface TransferParams {
   readonly socket: TransferSocket;
@@ -73,6 +77,10 @@ export class Transfer {
   private readonly oackPacket: Buffer | undefined;
   private slab: Buffer = Buffer.alloc(0);
   private slabUsed = 0;
+  // Lock-step on the native channel: the run, and how many blocks after the one in flight
+  // (window[1..loaded]) are loaded into it.
+  private readonly run: ReleaseRun | undefined;
+  private loaded = 0;
 
   constructor(
     private readonly p: TransferParams,
@@ -88,10 +96,11 @@ export class Transfer {
         this.fail(err);
       }
     });
-    if (p.socket.arm) {
-      p.socket.on("armed", (ack) => {
+    this.run = p.windowsize === 1 ? p.socket.run : undefined;
+    if (this.run) {
+      p.socket.on("released", (count, drained) => {
         try {
-          this.onAck(((ack[2] as number) << 8) | (ack[3] as number), true);
+          this.onReleased(count, drained);
         } catch (err) {
           this.fail(err);
         }
@@ -107,7 +116,7 @@ export class Transfer {
       if (this.oackPacket) this.p.socket.send(this.oackPacket);
       else {
         this.pump();
-        this.buildAhead();
+        this.prepareAhead();
       }
     });
   }
@@ -152,14 +161,13 @@ export class Transfer {
     // Anything else on a read transfer is ignored.
   }
 
-  /** `armedSent`: the socket has already sent the packet armed for this ACK (see buildAhead). */
-  private onAck(wireBlock: number, armedSent = false): void {
+  private onAck(wireBlock: number): void {
     if (this.awaitingOack) {
       if (wireBlock !== 0) return;
       this.awaitingOack = false;
       this.progressed();
       this.pump();
-      this.buildAhead();
+      this.prepareAhead();
       return;
     }
     const delta = (wireBlock - this.base) & 0xffff;
@@ -178,14 +186,28 @@ export class Transfer {
     // first: in lock-step the client idles until this DATA reaches it, and the bookkeeping
     // below can run while it works.
     this.next = this.base + 1;
-    if (armedSent) {
-      // The socket sent the block built ahead, now the first of the window, as this ACK came.
-      if (this.next > this.sentMax) this.sentMax = this.next;
-      this.next++;
-    }
     this.pump();
     this.progressed();
-    this.buildAhead();
+    this.prepareAhead();
+  }
+
+  /**
+   * `count` ACKs came, each of the block in flight, and each released the next block of the
+   * run: account for them as onAck would have. `drained`: the run is used up; load the next.
+   */
+  private onReleased(count: number, drained: boolean): void {
+    if (this.finished) return;
+    for (let i = 0; i < count; i++) this.bytes += (this.window[i] as Buffer).length - 4;
+    this.window.splice(0, count);
+    this.base += count;
+    this.sentMax = this.base + 1;
+    this.next = this.sentMax + 1;
+    this.loaded -= count;
+    if (count > 0) this.progressed();
+    if (drained) {
+      this.loaded = 0;
+      this.prepareAhead();
+    }
   }
 
   private progressed(): void {
@@ -205,7 +227,10 @@ export class Transfer {
           this.waitingForData = true;
           feeder.wait(() => {
             this.waitingForData = false;
-            this.guard(() => this.pump());
+            this.guard(() => {
+              this.pump();
+              this.prepareAhead();
+            });
           });
           return;
         }
@@ -221,19 +246,38 @@ export class Transfer {
     }
   }
 
-  /**
-   * Build the block after the window, so that the ACK that makes room for it finds it ready.
-   * In lock-step, arm the socket with it when it can be: the ACK of the block just sent then
-   * releases it without waiting for JavaScript.
-   */
-  private buildAhead(): void {
-    if (this.finished || this.last !== undefined || this.window.length > this.p.windowsize) return;
-    const { feeder, blksize, socket } = this.p;
-    if (!feeder.ready(blksize) || feeder.error) return;
-    const packet = this.build(this.base + this.window.length + 1);
-    if (socket.arm && this.p.windowsize === 1 && this.sentMax === this.base + 1) {
-      socket.arm(packet, this.sentMax & 0xffff);
+  /** Have the next block ready before the ACK that makes room for it: loaded in the run, if any. */
+  private prepareAhead(): void {
+    if (this.finished) return;
+    if (this.run) {
+      this.loadRun(this.run);
+      return;
     }
+    if (this.last !== undefined || this.window.length > this.p.windowsize) return;
+    const { feeder, blksize } = this.p;
+    if (feeder.ready(blksize) && !feeder.error) this.build(this.base + this.window.length + 1);
+  }
+
+  /**
+   * Load the blocks after the one in flight into the run, building them as they are ready,
+   * until it is full; arm it if it was empty. Only with exactly one block in flight: that
+   * block's ACK releases the first.
+   */
+  private loadRun(run: ReleaseRun): void {
+    if (this.sentMax !== this.base + 1 || this.next !== this.sentMax + 1) return;
+    const { feeder, blksize } = this.p;
+    const before = this.loaded;
+    for (;;) {
+      const index = 1 + this.loaded; // window index of the next block to load
+      let packet = this.window[index];
+      if (packet === undefined) {
+        if (this.last !== undefined || !feeder.ready(blksize) || feeder.error) break;
+        packet = this.build(this.base + 1 + index);
+      }
+      if (!run.load(packet)) break; // full: the block stays built, loaded next time
+      this.loaded++;
+    }
+    if (before === 0 && this.loaded > 0) run.arm(this.sentMax & 0xffff);
   }
 
   /** Cut block `block` from the feeder, which has it ready, and append it to the window. */
@@ -269,6 +313,8 @@ export class Transfer {
 
   private onTimer(): void {
     if (this.finished) return;
+    // Releases not reported yet are progress too: take them from the run, and load it anew.
+    if (this.run && this.loaded > 0) this.onReleased(this.run.disarm(), true);
     const idle = performance.now() - this.lastProgress;
     if (idle < this.p.timeoutMs) {
       this.armTimer(this.p.timeoutMs - idle);
@@ -304,7 +350,7 @@ export class Transfer {
     if (this.finished) return;
     this.finished = true;
     clearTimeout(this.timer);
-    this.p.socket.disarm?.();
+    this.run?.disarm();
     this.p.feeder.close();
     this.window.length = 0;
     // Close after pending sends (the final ERROR, if any) have been handed to the kernel.

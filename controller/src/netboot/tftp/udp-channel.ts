@@ -20,25 +20,37 @@ export interface TransferSocket {
   send(msg: Buffer): void;
   /** `msg` is only valid during the call: the native channel reuses its buffer. */
   on(event: "message", listener: (msg: Buffer) => void): unknown;
-  /** An ACK that released the armed packet (see `arm`); valid only during the call. */
-  on(event: "armed", listener: (ack: Buffer) => void): unknown;
+  /**
+   * Packets of the run (see `run`) sent since the last report; heard before the "message"
+   * that follows them, and when the run is used up (`drained`).
+   */
+  on(event: "released", listener: (count: number, drained: boolean) => void): unknown;
   on(event: "error", listener: (err: Error) => void): unknown;
   close(): void;
-  /**
-   * Lock-step fast path, native channel only: send `packet` the moment an ACK of `ackBlock`
-   * (16-bit, as on the wire) arrives, before any JavaScript runs; that ACK then goes to the
-   * "armed" listener instead of "message". The packet is copied; a new arm replaces the last.
-   */
-  arm?(packet: Buffer, ackBlock: number): void;
-  disarm?(): void;
+  /** Lock-step fast path of the native channel; undefined on node:dgram. */
+  readonly run?: ReleaseRun;
+}
+
+/**
+ * DATA packets loaded ahead in the native channel, each sent by the channel itself the
+ * moment the ACK of the block before it arrives (see controller/native/udp_channel.c).
+ */
+export interface ReleaseRun {
+  /** Copy one more packet into the run; false when it has no room left. */
+  load(packet: Buffer): boolean;
+  /** The ACK of `ackBlock` (16-bit, as on the wire) releases the first packet not yet sent. */
+  arm(ackBlock: number): void;
+  /** Empty the run; returns the packets released since the last report. */
+  disarm(): number;
 }
 
 export type DataPath = "native" | "dgram";
 
 interface NativeChannel {
   send(buffer: Buffer, offset: number, length: number): number;
-  arm(buffer: Buffer, offset: number, length: number, ackBlock: number): void;
-  disarm(): void;
+  load(buffer: Buffer, offset: number, length: number): boolean;
+  arm(ackBlock: number): void;
+  disarm(): number;
   localPort(): number;
   close(): void;
 }
@@ -50,7 +62,8 @@ export interface NativeBinding {
     remoteAddress: string,
     remotePort: number,
     recvBuffer: Buffer,
-    onMessage: (length: number, truncated: boolean, armed: number) => void,
+    onMessage: (length: number, truncated: boolean, released: number) => void,
+    onDrained: (released: number) => void,
     onError: (errno: number) => void,
   ) => NativeChannel;
 }
@@ -97,10 +110,10 @@ const RECEIVE_BUFFER = Buffer.allocUnsafeSlow(65536);
 // Send failures that only lose the datagram; the transfer's retransmission covers them.
 const TRANSIENT = new Set(["EAGAIN", "EWOULDBLOCK", "ENOBUFS", "ENOMEM", "EINTR"]);
 
-class NativeSocket implements TransferSocket {
+class NativeSocket implements TransferSocket, ReleaseRun {
   private readonly channel: NativeChannel;
   private messageListener: ((msg: Buffer) => void) | undefined;
-  private armedListener: ((ack: Buffer) => void) | undefined;
+  private releasedListener: ((count: number, drained: boolean) => void) | undefined;
   private errorListener: ((err: Error) => void) | undefined;
   private closed = false;
 
@@ -111,14 +124,12 @@ class NativeSocket implements TransferSocket {
       remote,
       remotePort,
       RECEIVE_BUFFER,
-      (length, truncated, armed) => {
+      (length, truncated, released) => {
+        if (released > 0) this.releasedListener?.(released, false);
         // A datagram larger than any UDP payload cannot be a TFTP packet; never cut one short.
-        if (truncated) return;
-        const msg = RECEIVE_BUFFER.subarray(0, length);
-        if (armed === 0) this.messageListener?.(msg);
-        else if (armed > 0 || TRANSIENT.has(getSystemErrorName(armed))) this.armedListener?.(msg);
-        else this.fail(armed, "send");
+        if (!truncated) this.messageListener?.(RECEIVE_BUFFER.subarray(0, length));
       },
+      (released) => this.releasedListener?.(released, true),
       (errno) => this.fail(errno, "recv"),
     );
   }
@@ -133,22 +144,32 @@ class NativeSocket implements TransferSocket {
     if (rc < 0 && !TRANSIENT.has(getSystemErrorName(rc))) this.fail(rc, "send");
   }
 
-  arm(packet: Buffer, ackBlock: number): void {
-    if (!this.closed) this.channel.arm(packet, 0, packet.length, ackBlock);
+  get run(): ReleaseRun {
+    return this;
   }
 
-  disarm(): void {
-    if (!this.closed) this.channel.disarm();
+  load(packet: Buffer): boolean {
+    return !this.closed && this.channel.load(packet, 0, packet.length);
   }
 
-  on(event: "message" | "armed", listener: (msg: Buffer) => void): this;
+  arm(ackBlock: number): void {
+    if (!this.closed) this.channel.arm(ackBlock);
+  }
+
+  disarm(): number {
+    return this.closed ? 0 : this.channel.disarm();
+  }
+
+  on(event: "message", listener: (msg: Buffer) => void): this;
+  on(event: "released", listener: (count: number, drained: boolean) => void): this;
   on(event: "error", listener: (err: Error) => void): this;
   on(
-    event: "message" | "armed" | "error",
-    listener: ((msg: Buffer) => void) | ((err: Error) => void),
+    event: "message" | "released" | "error",
+    listener: ((msg: Buffer) => void) | ((count: number, drained: boolean) => void) | ((err: Error) => void),
   ): this {
     if (event === "message") this.messageListener = listener as (msg: Buffer) => void;
-    else if (event === "armed") this.armedListener = listener as (msg: Buffer) => void;
+    else if (event === "released")
+      this.releasedListener = listener as (count: number, drained: boolean) => void;
     else this.errorListener = listener as (err: Error) => void;
     return this;
   }
