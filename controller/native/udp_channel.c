@@ -56,6 +56,7 @@ typedef struct {
   int closed;   // close() called, or the socket failed to open
   int poll_closed;  // uv_close has called back: the uv handle's memory is free to go
   int freed;        // the JS object was collected; the uv_close callback frees the struct
+  int held;         // `self` is a strong reference: the channel keeps its object alive
   uv_poll_t poll;
   unsigned char* data;  // recvBuffer's bytes, kept alive by `buffer`
   size_t cap;
@@ -118,8 +119,9 @@ static void shut(channel_t* ch) {
   empty_run(ch);
   release_js(ch);
   // The object was held while open so that a transfer nobody references keeps running.
-  if (ch->self) {
+  if (ch->held) {
     uint32_t left;
+    ch->held = 0;
     napi_reference_unref(ch->env, ch->self, &left);
   }
 }
@@ -340,7 +342,7 @@ static napi_value construct(napi_env env, napi_callback_info info) {
     return throw_errno(env, rc, "uv_poll");
   }
   uint32_t count;
-  napi_reference_ref(env, ch->self, &count);
+  if (napi_reference_ref(env, ch->self, &count) == napi_ok) ch->held = 1;
   return self;
 }
 

@@ -84,6 +84,20 @@ describe("native UDP channel", () => {
     expect(p.received[1]?.[0].toString()).toBe("hello");
   });
 
+  it("speaks IPv6 as well", async () => {
+    const peer6 = createSocket("udp6");
+    await new Promise<void>((resolve) => peer6.bind(0, "::1", resolve));
+    cleanups.push(() => peer6.close());
+    const got: Buffer[] = [];
+    peer6.on("message", (msg) => got.push(msg));
+    const { socket, path } = await openTransferSocket("native", "::1", "::1", peer6.address().port);
+    cleanups.push(() => socket.close());
+    expect(path).toBe("native");
+    socket.send(Buffer.from("over six"));
+    await until(() => got.length === 1);
+    expect(got[0]?.toString()).toBe("over six");
+  });
+
   it("drops datagrams from any other port (its own TID, RFC 1350 section 4)", async () => {
     const p = await peer();
     const stranger = await peer();
