@@ -19,8 +19,8 @@ APT_PACKAGES=(
   cpio zstd lz4 pigz genisoimage syslinux mtools dosfstools fdisk
   # networking inside the lab
   iproute2 nftables iperf3
-  # native npm modules
-  python3 make g++
+  # native npm modules and Weft's own (controller/native), built by node-gyp
+  python3 make gcc g++
 )
 
 missing=()

@@ -60,8 +60,8 @@ const SLAB_BYTES = 64 * 1024;
 export class Transfer {
   private base = 0; // last block the client acknowledged
   private next = 1; // next block to send
-  // Packets of blocks base+1 .. base+window.length: the window, sent or not yet, and at most
-  // one block past it, built ahead.
+  // Packets of blocks base+1 .. base+window.length: the window, sent or not yet, and the
+  // blocks past it built ahead (one, or on the native channel as many as its run holds).
   private readonly window: Buffer[] = [];
   private sentMax = 0; // highest block sent so far
   private last: number | undefined; // number of the final block, once it is built
@@ -261,7 +261,8 @@ export class Transfer {
   /**
    * Load the blocks after the one in flight into the run, building them as they are ready,
    * until it is full; arm it if it was empty. Only with exactly one block in flight: that
-   * block's ACK releases the first.
+   * block's ACK releases the first. While blocks are loaded the run is armed, so the channel
+   * takes every ACK that moves the transfer on, and only duplicates reach onAck.
    */
   private loadRun(run: ReleaseRun): void {
     if (this.sentMax !== this.base + 1 || this.next !== this.sentMax + 1) return;

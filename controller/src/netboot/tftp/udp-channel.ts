@@ -5,7 +5,9 @@
 // DATA out, and node:dgram's own cost per datagram is larger than the kernel's: measured on
 // loopback at blksize 512, a responder that does nothing but answer each ACK with a ready
 // DATA packet used 3.5 s of CPU per 64 MiB through node:dgram and 2.2 s through the channel
-// (atftpd: 2.3 s). The channel only moves bytes; every packet is still parsed in TypeScript.
+// (atftpd: 2.3 s). For lock-step the channel also holds a run of blocks built ahead, each
+// released by the ACK before it (see ReleaseRun); every datagram from a client that does not
+// release one is parsed in TypeScript.
 
 import { createSocket } from "node:dgram";
 import type { Socket } from "node:dgram";
@@ -73,19 +75,19 @@ export const NATIVE_MODULE_PATH = fileURLToPath(
   new URL("../../../native/build/Release/weft_udp.node", import.meta.url),
 );
 
-let loaded: { binding: NativeBinding } | { error: string } | undefined;
+let moduleState: { binding: NativeBinding } | { error: string } | undefined;
 
 function load(): { binding: NativeBinding } | { error: string } {
-  if (loaded === undefined) {
+  if (moduleState === undefined) {
     try {
       const binding = createRequire(import.meta.url)(NATIVE_MODULE_PATH) as NativeBinding;
       if (typeof binding.Channel !== "function") throw new Error("the module has no Channel");
-      loaded = { binding };
+      moduleState = { binding };
     } catch (err) {
-      loaded = { error: `${(err as Error).message.split("\n")[0]} (run npm run build)` };
+      moduleState = { error: `${(err as Error).message.split("\n")[0]} (run npm run build)` };
     }
   }
-  return loaded;
+  return moduleState;
 }
 
 /** The module itself, or undefined when it is not built: for tests of its own checks. */
