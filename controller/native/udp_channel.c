@@ -357,58 +357,62 @@ static channel_t* unwrap(napi_env env, napi_callback_info info, size_t* argc, na
   return data;
 }
 
-static napi_value send_datagram(napi_env env, napi_callback_info info) {
+// The arguments (buffer, offset, length) of send() and load(): the bytes they name, checked
+// to lie inside the Buffer. Returns the channel, or NULL with a JS exception pending.
+static channel_t* unwrap_slice(napi_env env, napi_callback_info info, const char* what,
+                               unsigned char** bytes, uint32_t* length) {
   size_t argc = 3;
-  napi_value argv[3], result;
+  napi_value argv[3];
   channel_t* ch = unwrap(env, info, &argc, argv);
   if (ch == NULL) return NULL;
   void* data;
   size_t size;
-  uint32_t offset, length;
+  uint32_t offset;
   bool is_buffer;
   if (argc != 3 || napi_is_buffer(env, argv[0], &is_buffer) != napi_ok || !is_buffer ||
       napi_get_buffer_info(env, argv[0], &data, &size) != napi_ok ||
       napi_get_value_uint32(env, argv[1], &offset) != napi_ok ||
-      napi_get_value_uint32(env, argv[2], &length) != napi_ok || offset > size ||
-      length > size - offset) {
-    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "send(buffer, offset, length) out of range");
+      napi_get_value_uint32(env, argv[2], length) != napi_ok || offset > size ||
+      *length > size - offset) {
+    char message[80];
+    snprintf(message, sizeof(message), "%s(buffer, offset, length) out of range", what);
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", message);
     return NULL;
   }
+  *bytes = (unsigned char*)data + offset;
+  return ch;
+}
+
+static napi_value send_datagram(napi_env env, napi_callback_info info) {
+  unsigned char* bytes;
+  uint32_t length;
+  channel_t* ch = unwrap_slice(env, info, "send", &bytes, &length);
+  if (ch == NULL) return NULL;
   int rc = 0;
   if (ch->closed) rc = -EBADF;
-  else if (send(ch->fd, (unsigned char*)data + offset, length, 0) < 0) rc = -errno;
+  else if (send(ch->fd, bytes, length, 0) < 0) rc = -errno;
+  napi_value result;
   napi_create_int32(env, rc, &result);
   return result;
 }
 
 static napi_value load(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3], result;
-  channel_t* ch = unwrap(env, info, &argc, argv);
+  unsigned char* bytes;
+  uint32_t length;
+  channel_t* ch = unwrap_slice(env, info, "load", &bytes, &length);
   if (ch == NULL) return NULL;
-  void* data;
-  size_t size;
-  uint32_t offset, length;
-  bool is_buffer;
-  if (argc != 3 || napi_is_buffer(env, argv[0], &is_buffer) != napi_ok || !is_buffer ||
-      napi_get_buffer_info(env, argv[0], &data, &size) != napi_ok ||
-      napi_get_value_uint32(env, argv[1], &offset) != napi_ok ||
-      napi_get_value_uint32(env, argv[2], &length) != napi_ok || offset > size ||
-      length > size - offset) {
-    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "load(buffer, offset, length) out of range");
-    return NULL;
-  }
   bool loaded = false;
   if (!ch->closed && ch->run_count < RUN_PACKETS && length <= RUN_BYTES - ch->run_fill) {
     if (ch->run == NULL) ch->run = malloc(RUN_BYTES);
     if (ch->run == NULL) return throw_errno(env, -ENOMEM, "malloc");
-    memcpy(ch->run + ch->run_fill, (unsigned char*)data + offset, length);
+    memcpy(ch->run + ch->run_fill, bytes, length);
     ch->slots[ch->run_count].offset = (uint32_t)ch->run_fill;
     ch->slots[ch->run_count].length = length;
     ch->run_fill += length;
     ch->run_count++;
     loaded = true;
   }
+  napi_value result;
   napi_get_boolean(env, loaded, &result);
   return result;
 }

@@ -1,19 +1,7 @@
 // Inputs for the DHCP fuzz test and benchmark: random datagrams and mutations of the golden
 // packets, from a seeded generator so a failure can be replayed.
 import { MAGIC_COOKIE } from "../src/netboot/dhcp/codec.js";
-
-/** xorshift32: small, fast, deterministic. */
-export function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x;
-  };
-}
+import { mutate, rng } from "./fuzz-mutate.js";
 
 const INTERESTING = [0, 1, 2, 3, 4, 6, 16, 17, 52, 53, 0x7f, 0x80, 0xfe, 0xff];
 
@@ -39,32 +27,15 @@ export function* fuzzInputs(seeds: readonly Buffer[], count: number, seed = 1): 
       yield b;
       continue;
     }
-    const b = Buffer.from(pick(seeds));
+    let out: Buffer = Buffer.from(pick(seeds));
     const edits = 1 + (r() % 6);
-    let out = b;
     for (let e = 0; e < edits; e++) {
-      const at = out.length ? r() % out.length : 0;
-      switch (r() % 7) {
+      switch (r() % 4) {
         case 0:
-          if (out.length) out[at] = (out[at] as number) ^ (1 << (r() % 8));
-          break;
-        case 1:
-          if (out.length) out[at] = pick(INTERESTING);
-          break;
-        case 2:
-          out = out.subarray(0, at);
-          break;
-        case 3: {
-          const extra = Buffer.alloc(r() % 300);
-          for (let i = 0; i < extra.length; i++) extra[i] = r() & 255;
-          out = Buffer.concat([out, extra]);
-          break;
-        }
-        case 4:
           // Aim at the options area: lengths and codes live there.
           if (out.length > 240) out[240 + (r() % (out.length - 240))] = pick(INTERESTING);
           break;
-        case 5:
+        case 1:
           // Overload: option 52 at the start of the options area, noise in file/sname.
           if (out.length > 243) {
             out[240] = 52;
@@ -72,11 +43,8 @@ export function* fuzzInputs(seeds: readonly Buffer[], count: number, seed = 1): 
             out[242] = 1 + (r() % 3);
           }
           break;
-        case 6: {
-          const len = r() % 40;
-          out = Buffer.concat([out.subarray(0, at), out.subarray(at, at + len), out.subarray(at)]);
-          break;
-        }
+        default:
+          out = mutate(out, r, INTERESTING, 300);
       }
     }
     yield out;

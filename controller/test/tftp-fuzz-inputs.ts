@@ -3,7 +3,7 @@
 // seeded generator so that a failure can be replayed.
 import { readFileSync } from "node:fs";
 import { encodePacket, Opcode } from "../src/netboot/tftp/packet.js";
-import { rng } from "./dhcp-fuzz-inputs.js";
+import { mutate, rng } from "./fuzz-mutate.js";
 
 const fixture = (name: string) => readFileSync(new URL(`./fixtures/tftp/${name}`, import.meta.url));
 
@@ -48,38 +48,9 @@ export function* tftpFuzzInputs(seeds: readonly Buffer[], count: number, seed = 
       yield b;
       continue;
     }
-    let out = Buffer.from(pick(seeds));
+    let out: Buffer = Buffer.from(pick(seeds));
     const edits = 1 + (r() % 5);
-    for (let e = 0; e < edits; e++) {
-      const at = out.length ? r() % out.length : 0;
-      switch (r() % 6) {
-        case 0:
-          if (out.length) out[at] = (out[at] as number) ^ (1 << (r() % 8));
-          break;
-        case 1:
-          if (out.length) out[at] = pick(INTERESTING);
-          break;
-        case 2:
-          out = out.subarray(0, at);
-          break;
-        case 3: {
-          const extra = Buffer.alloc(r() % 64);
-          for (let i = 0; i < extra.length; i++) extra[i] = r() % 4 === 0 ? 0 : r() & 255;
-          out = Buffer.concat([out, extra]);
-          break;
-        }
-        case 4: {
-          // Repeat a slice: duplicated options, names with more NULs.
-          const len = r() % 24;
-          out = Buffer.concat([out.subarray(0, at), out.subarray(at, at + len), out.subarray(at)]);
-          break;
-        }
-        case 5:
-          // Drop the final NUL of a request, or any byte.
-          out = Buffer.concat([out.subarray(0, at), out.subarray(at + 1)]);
-          break;
-      }
-    }
+    for (let e = 0; e < edits; e++) out = mutate(out, r, INTERESTING);
     yield out;
   }
 }

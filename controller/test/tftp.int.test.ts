@@ -15,6 +15,7 @@ import { TftpServer } from "../src/netboot/tftp/index.js";
 import type { TftpLogger, TftpTransferEvent } from "../src/netboot/tftp/index.js";
 import { decodePacket, encodePacket, ErrorCode, Opcode } from "../src/netboot/tftp/packet.js";
 import type { TftpPacket } from "../src/netboot/tftp/packet.js";
+import { rng } from "./fuzz-mutate.js";
 
 const HOST = "127.0.0.1";
 const MiB = 1024 * 1024;
@@ -476,16 +477,10 @@ describe("tftp server robustness", () => {
   });
 });
 
+/** Seeded numbers in [0, 1). */
 function prng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 0x100000000;
-  };
+  const next = rng(seed);
+  return () => next() / 0x100000000;
 }
 
 /**
