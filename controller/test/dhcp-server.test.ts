@@ -291,6 +291,33 @@ describe("DHCP server: boot options by client", () => {
     expect(r?.opts.vendorClass).toBeUndefined();
   });
 
+  it("fits a reply into the 548 octets every client takes, unless option 57 allows more", async () => {
+    const { server } = setup();
+    // A reserved PXE client (host name, domain, DNS) behind a relay whose 250 octets of
+    // agent information must come back whole (RFC 3046 section 2.2).
+    const relay = Buffer.alloc(250, 0x41);
+    relay[0] = 1; // sub-option 1, circuit id
+    relay[1] = 248;
+    const pxe: [number, Buffer][] = [
+      [Opt.VendorClass, write.str("PXEClient:Arch:00000:UNDI:002001")],
+      [Opt.ClientArch, Buffer.from([0, 0])],
+      [Opt.RelayAgentInfo, relay],
+    ];
+    const small = await send(server, discover("52:54:00:00:00:77", pxe));
+    expect(small?.reply.data.length).toBeLessThanOrEqual(548);
+    expect(small?.msg.yiaddr).toBe("10.9.0.7");
+    expect(small?.msg.file).toBe("undionly.kpxe");
+    expect(small?.msg.options.get(Opt.RelayAgentInfo)).toEqual(relay);
+    expect(small?.opts.hostname).toBeUndefined(); // given up first
+    const roomy = await send(
+      server,
+      discover("52:54:00:00:00:77", [...pxe, [Opt.MaxMessageSize, Buffer.from([0x05, 0xdc])]]),
+    );
+    expect(roomy?.reply.data.length).toBeGreaterThan(548);
+    expect(roomy?.opts.hostname).toBe("srv7");
+    expect(roomy?.msg.options.get(Opt.DomainName)?.toString()).toBe("lab.weft");
+  });
+
   it("gives a plain client no boot options, and a known machine's OS the default ones", async () => {
     const { server, machines } = setup();
     const plain = await send(server, fixture("udhcpc-discover.hex"));

@@ -38,6 +38,12 @@ import { noMachineHooks, type MachineHooks } from "./machines.js";
 import { MessageType, messageTypeName, Opt, write } from "./options.js";
 import { decideBoot, firmwareOf, isPxeClient, type BootDecision, type BootPolicyConfig } from "./policy.js";
 
+// RFC 2131 section 2: the smallest datagram every client takes, and the IP and UDP headers in it.
+const MIN_DATAGRAM = 576;
+const IP_UDP_HEADERS = 28;
+/** Options a reply gives up, in this order, to fit the client (see DhcpServer.fit). */
+const DROP_TO_FIT = [Opt.Hostname, Opt.DomainName, Opt.DnsServers, Opt.BroadcastAddress, Opt.TftpServer];
+
 /** The subset of pino the server uses. */
 export interface DhcpLogger {
   info(obj: object, msg?: string): void;
@@ -750,7 +756,31 @@ export class DhcpServer {
     // RFC 3046 section 2.2: relay agent information is echoed back unchanged, last.
     if (opts.relayAgentInfo) o.set(Opt.RelayAgentInfo, opts.relayAgentInfo);
     const dest = this.destination(ctx, type, out);
-    return { msg: out, data: encode(out), ...dest };
+    return { msg: out, data: this.fit(ctx, out), ...dest };
+  }
+
+  /**
+   * Encode a reply within what the client takes: RFC 2131 section 2 promises every client a
+   * 576-octet datagram, 548 octets of DHCP message after the IP and UDP headers, and option
+   * 57 (RFC 2132 section 9.10) may allow more. What does not fit loses the options a client
+   * can do without, least needed first; the address, lease, server and boot file stay.
+   */
+  private fit(ctx: Ctx, out: DhcpMessage): Buffer {
+    const limit = Math.max(MIN_DATAGRAM, ctx.opts.maxMessageSize ?? 0) - IP_UDP_HEADERS;
+    let data = encode(out);
+    const o = out.options;
+    const bootFile = o.get(Opt.BootFile);
+    // Option 67 only when the file field says the same (RFC 2132 section 9.5).
+    const sameFile =
+      bootFile !== undefined && out.file !== "" && Buffer.from(out.file, "latin1").equals(bootFile);
+    for (const code of [...DROP_TO_FIT, ...(sameFile ? [Opt.BootFile] : [])]) {
+      if (data.length <= limit) break;
+      if (o.delete(code)) data = encode(out);
+    }
+    if (data.length > limit) {
+      ctx.log.warn({ octets: data.length, limit }, "dhcp reply larger than the client takes; sent as it is");
+    }
+    return data;
   }
 
   /**
