@@ -203,7 +203,8 @@ export async function openTransferSocket(
 ): Promise<{ socket: TransferSocket; path: DataPath }> {
   const state = load();
   const literal = (isIPv4(local) && isIPv4(remote)) || (isIPv6(local) && isIPv6(remote));
-  if (want === "native" && "binding" in state && literal && !remote.includes("%")) {
+  const zoned = local.includes("%") || remote.includes("%");
+  if (want === "native" && "binding" in state && literal && !zoned) {
     return { socket: new NativeSocket(state.binding, local, remote, remotePort), path: "native" };
   }
   return { socket: await dgramSocket(local, remote, remotePort), path: "dgram" };
