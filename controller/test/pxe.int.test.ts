@@ -144,6 +144,66 @@ function expectServedOverHttp(mac: string): void {
   }
 }
 
+describe("the controller's TFTP service, from real clients in the namespace", () => {
+  // The daemon serves Debian's iPXE binaries; fetched whole by atftp and curl at the block
+  // and window sizes firmware uses, each transfer on the native UDP channel.
+  const sha = (b: Buffer) => crypto.createHash("sha256").update(b).digest("hex");
+  const fetches: [client: "atftp" | "curl", file: string, options: string[]][] = [
+    ["atftp", "undionly.kpxe", []],
+    ["atftp", "snponly.efi", ["blksize 1468"]],
+    ["atftp", "ipxe.pxe", ["blksize 1468", "windowsize 16"]],
+    ["curl", "undionly.kpxe", []],
+    ["curl", "ipxe.pxe", ["blksize 1468"]],
+  ];
+  it.each(fetches)(
+    "%s fetches %s with options %j, and the checksum matches",
+    async (client, file, options) => {
+      const local = path.join(dir, `tftp-${client}-${options.length}-${file}`);
+      const completions = () =>
+        log
+          .split("\n")
+          .filter((l) => l.includes('"msg":"tftp transfer complete"') && l.includes(`"file":"${file}"`));
+      const before = completions().length;
+      const blksize = options.find((o) => o.startsWith("blksize"))?.split(" ")[1];
+      const r =
+        client === "atftp"
+          ? await ns.exec("atftp", [
+              ...["--get", "-r", file, "-l", local],
+              ...options.flatMap((o) => ["--option", o]),
+              "10.88.0.1",
+            ])
+          : await ns.exec("curl", [
+              ...["-sS", "--max-time", "60", `tftp://10.88.0.1/${file}`, "-o", local],
+              ...(blksize ? ["--tftp-blksize", blksize] : []),
+            ]);
+      expect(r.code, r.stderr).toBe(0);
+      expect(sha(fs.readFileSync(local))).toBe(sha(fs.readFileSync(path.join("/usr/lib/ipxe", file))));
+      // The client may exit before the controller has logged the last ACK.
+      for (let i = 0; i < 50 && completions().length === before; i++)
+        await new Promise((r) => setTimeout(r, 100));
+      const done = JSON.parse(completions().at(-1) ?? "null") as { dataPath: string } | null;
+      expect(done).toMatchObject({
+        dataPath: "native",
+        blksize: Number(blksize ?? 512),
+        windowsize: options.includes("windowsize 16") ? 16 : 1,
+      });
+    },
+  );
+
+  it("refuses Debian's ipxe.efi, a symlink out of its root (to /boot), as an access violation", async () => {
+    const r = await ns.exec("curl", [
+      "-sS",
+      "--max-time",
+      "30",
+      "tftp://10.88.0.1/ipxe.efi",
+      "-o",
+      "/dev/null",
+    ]);
+    expect(r.code).toBe(69); // curl: "TFTP: Access violation"
+    expect(log).toMatch(/"file":"ipxe.efi".*"msg":"tftp request refused"/);
+  });
+});
+
 describe("PXE boot from Weft", () => {
   it("a VM gets an address, its iPXE script and the kernel from Weft, and runs the initramfs", async () => {
     const text = await bootToMarker("bios-ipxe", TAPS[0] as string, [
