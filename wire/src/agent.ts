@@ -69,12 +69,12 @@ export const HeartbeatRequest = z
   .strict();
 export type HeartbeatRequest = z.infer<typeof HeartbeatRequest>;
 
-/** Install a host OS image on the machine's disk, write its identity, reboot. */
 /** One word of a kernel command line: no space, newline or shell character. */
 export const KernelArg = z
   .string()
   .regex(/^[\w.,:=/+@-]{1,256}$/, "a kernel argument is 1 to 256 of letters, digits and _.,:=/+@-");
 
+/** Install a host OS image on the machine's disk, write its identity, reboot. */
 export const InstallHostParams = z.object({
   image: z.object({
     name: z.string(),
